@@ -1,0 +1,11 @@
+/**
+ * lib: the domain-free building blocks every module uses — the error class and its kinds, the
+ * structured logger, atomic file writes, the resource owner, external commands, ids.
+ * It knows nothing of containers or images.
+ */
+export * from './errors.js';
+export * from './logger.js';
+export * from './files.js';
+export * from './owner.js';
+export * from './process.js';
+export * from './ids.js';
