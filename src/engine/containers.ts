@@ -1,0 +1,1096 @@
+/**
+ * Containers: the records behind the Docker container API and their lifecycle.
+ *
+ *   create → (attach) → start → running ⇄ paused → exit (die) → start again | remove (destroy)
+ *
+ * A record lives at <root>/containers/<id>/container.json (with the bundle config.json, the log
+ * file and the hosts/hostname/resolv.conf files beside it). The runtime (conmon + runc) owns the
+ * process; this module owns the record, the rootfs mount while running, waiters, attachers and
+ * execs. After a daemon restart `init()` re-adopts running containers and records the exit code
+ * of those that ended meanwhile.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import os from 'node:os';
+import {
+  BaleiaError,
+  Owner,
+  conflict,
+  describeError,
+  errnoCode,
+  invalidArgument,
+  isKind,
+  newId,
+  notFound,
+  readJsonIfExists,
+  run,
+  shortId,
+  writeJsonAtomic,
+  type Logger,
+} from '../lib/index.js';
+import type { ImageStore } from '../image/index.js';
+import type { Snapshotter } from '../snapshot/index.js';
+import { buildSpec, type Runtime, type AttachSession } from '../runtime/index.js';
+import type { EventBus } from './events.js';
+import {
+  mergeCreate,
+  mergeEnv,
+  resolveUser,
+  signalNumber,
+  validateName,
+  type ContainerConfig,
+  type HostConfig,
+  type Json,
+} from './container-config.js';
+import { generateName } from './names.js';
+
+export interface ContainerState {
+  Status: 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead';
+  Running: boolean;
+  Paused: boolean;
+  Restarting: boolean;
+  OOMKilled: boolean;
+  Dead: boolean;
+  Pid: number;
+  ExitCode: number;
+  Error: string;
+  StartedAt: string;
+  FinishedAt: string;
+}
+
+export interface ContainerRecord {
+  Id: string;
+  Created: string;
+  Path: string;
+  Args: string[];
+  Image: string; // sha256:<id>
+  Name: string; // '/name'
+  RestartCount: number;
+  Config: ContainerConfig;
+  HostConfig: HostConfig;
+  NetworkingConfig: Json;
+  State: ContainerState;
+  LogPath: string;
+  HostnamePath: string;
+  HostsPath: string;
+  ResolvConfPath: string;
+  /** Set by stop/kill from the user: restart policies do not bring it back. */
+  ManuallyStopped?: boolean;
+}
+
+export const zeroTime = '0001-01-01T00:00:00Z';
+
+export interface WaitResult {
+  StatusCode: number;
+  Error: { Message: string } | null;
+}
+
+export interface Attacher {
+  stdin: boolean;
+  stdout: boolean;
+  stderr: boolean;
+  /** Output of the container: stream 1 stdout, 2 stderr (already raw for a TTY). */
+  write(stream: 1 | 2, data: Buffer): void;
+  /** Called once when the container's output has ended. */
+  end(): void;
+  /** Client input (stdin) and its end, wired by the engine once the runtime session exists. */
+  onInput(cb: (data: Buffer) => void): void;
+  onInputEnd(cb: () => void): void;
+  closed: Promise<void>;
+}
+
+export interface ExecRecord {
+  ID: string;
+  ContainerID: string;
+  Running: boolean;
+  ExitCode: number | null;
+  Pid: number;
+  OpenStdin: boolean;
+  OpenStdout: boolean;
+  OpenStderr: boolean;
+  DetachKeys: string;
+  CanRemove: boolean;
+  ProcessConfig: { tty: boolean; entrypoint: string; arguments: string[]; privileged: boolean; user: string };
+  Env: string[];
+  WorkingDir: string;
+  ConsoleSize?: { width: number; height: number };
+  session?: import('../runtime/index.js').ExecSession;
+}
+
+interface Live {
+  record: ContainerRecord;
+  waiters: Array<{ condition: 'not-running' | 'next-exit' | 'removed'; resolve: (r: WaitResult) => void }>;
+  pendingAttachers: Attacher[];
+  sessions: Set<AttachSession>;
+  exited?: Promise<void>;
+  lock: Promise<unknown>;
+  restartTimer?: NodeJS.Timeout;
+  consoleSize?: { width: number; height: number };
+}
+
+export interface ContainerManagerOptions {
+  root: string;
+  images: ImageStore;
+  snapshots: Snapshotter;
+  runtime: Runtime;
+  events: EventBus;
+  logger: Logger;
+}
+
+const nowNano = () => new Date().toISOString().replace(/\.(\d{3})Z$/, (_m, ms: string) => `.${ms}${String(process.hrtime.bigint() % 1000000n).padStart(6, '0')}Z`);
+
+export class ContainerManager {
+  readonly #root: string;
+  readonly #images: ImageStore;
+  readonly #snapshots: Snapshotter;
+  readonly #runtime: Runtime;
+  readonly #events: EventBus;
+  readonly #log: Logger;
+  readonly #live = new Map<string, Live>();
+  readonly #names = new Map<string, string>(); // '/name' → id
+  readonly #execs = new Map<string, ExecRecord>();
+  readonly #ncpu = os.cpus().length;
+
+  constructor(options: ContainerManagerOptions) {
+    this.#root = path.join(options.root, 'containers');
+    this.#images = options.images;
+    this.#snapshots = options.snapshots;
+    this.#runtime = options.runtime;
+    this.#events = options.events;
+    this.#log = options.logger;
+  }
+
+  // ---------------------------------------------------------------- start-up and lookup
+
+  /** Loads records, removes half-created ones and re-adopts containers that kept running. */
+  async init(): Promise<void> {
+    await fs.mkdir(this.#root, { recursive: true });
+    for (const id of await fs.readdir(this.#root)) {
+      const dir = path.join(this.#root, id);
+      let record: ContainerRecord | undefined;
+      try {
+        record = await readJsonIfExists<ContainerRecord>(path.join(dir, 'container.json'));
+      } catch (err) {
+        this.#log.warn('Cannot read container record, removing it', { container: id, err: describeError(err) });
+      }
+      if (!record) {
+        // A create interrupted before its record was written: nothing refers to it.
+        await this.#snapshots.removeContainer(id).catch(() => {});
+        await fs.rm(dir, { recursive: true, force: true });
+        continue;
+      }
+      const live: Live = { record, waiters: [], pendingAttachers: [], sessions: new Set(), lock: Promise.resolve() };
+      this.#live.set(id, live);
+      this.#names.set(record.Name, id);
+      await this.#recover(live).catch((err) =>
+        this.#log.error('Cannot recover container', { container: id, err: describeError(err) }),
+      );
+    }
+  }
+
+  async #recover(live: Live): Promise<void> {
+    const { record } = live;
+    const state = await this.#runtime.state(record.Id).catch(() => ({ status: 'unknown' as const, pid: 0 }));
+    if (state.status === 'running' || state.status === 'paused') {
+      record.State.Status = state.status;
+      record.State.Running = true;
+      record.State.Paused = state.status === 'paused';
+      record.State.Pid = state.pid;
+      await this.#save(record);
+      this.#monitor(live);
+      this.#log.info('Re-adopted running container', { container: record.Id, pid: state.pid });
+      return;
+    }
+    const wasActive = record.State.Running || record.State.Status === 'restarting';
+    const exit = await this.#runtime.exitStatus(record.Id).catch(() => undefined);
+    if (state.status !== 'unknown' || wasActive) await this.#runtime.delete(record.Id, { force: true }).catch(() => {});
+    await this.#snapshots.unmountContainer(record.Id).catch(() => {});
+    if (wasActive) {
+      this.#markExited(record, exit?.exitCode ?? 255, exit?.exitedAt, exit?.oomKilled ?? false);
+      if (!exit) record.State.Error = 'container ended while the daemon was down; its exit status is unknown';
+      await this.#save(record);
+      this.#afterExit(live, { autoRemove: record.HostConfig.AutoRemove });
+    }
+  }
+
+  /** Finds a container by full id, name (with or without `/`) or unique id prefix. */
+  get(idOrName: string): ContainerRecord {
+    return this.#find(idOrName).record;
+  }
+
+  #find(idOrName: string): Live {
+    const exact = this.#live.get(idOrName);
+    if (exact) return exact;
+    const byName = this.#names.get(idOrName.startsWith('/') ? idOrName : `/${idOrName}`);
+    if (byName) return this.#live.get(byName)!;
+    if (/^[0-9a-f]+$/.test(idOrName)) {
+      const hits = [...this.#live.keys()].filter((id) => id.startsWith(idOrName));
+      if (hits.length === 1) return this.#live.get(hits[0]!)!;
+      if (hits.length > 1) throw invalidArgument(`multiple IDs found with provided prefix: ${idOrName}`);
+    }
+    throw notFound(`No such container: ${idOrName}`);
+  }
+
+  list(): ContainerRecord[] {
+    return [...this.#live.values()].map((l) => l.record);
+  }
+
+  dir(id: string): string {
+    return path.join(this.#root, id);
+  }
+
+  /** Image ids used by any container (rmi refuses to delete those). */
+  imagesInUse(): Map<string, string> {
+    const used = new Map<string, string>();
+    for (const { record } of this.#live.values()) if (!used.has(record.Image)) used.set(record.Image, record.Id);
+    return used;
+  }
+
+  // ---------------------------------------------------------------- create
+
+  async create(body: Json, options: { name?: string } = {}): Promise<{ Id: string; Warnings: string[] }> {
+    const imageRef = typeof body.Image === 'string' ? body.Image : '';
+    if (!imageRef) throw invalidArgument('No image was specified: a container needs an image (Config.Image)');
+    const name = options.name ? validateName(options.name) : undefined;
+    if (name) this.#checkNameFree(name);
+    const image = await this.#images.resolve(imageRef);
+    const imageConfig = await this.#images.getConfig(image);
+    const id = newId();
+    const merged = mergeCreate({ id, body, imageConfig: ((imageConfig.config ?? {}) as Json), ncpu: this.#ncpu });
+    this.#checkNetworkMode(merged.hostConfig.NetworkMode);
+    const finalName = name ?? `/${generateName((n) => this.#names.has(`/${n}`))}`;
+    this.#checkNameFree(finalName);
+    const dir = this.dir(id);
+    const record: ContainerRecord = {
+      Id: id,
+      Created: nowNano(),
+      Path: merged.path,
+      Args: merged.args,
+      Image: image.id,
+      Name: finalName,
+      RestartCount: 0,
+      Config: merged.config,
+      HostConfig: merged.hostConfig,
+      NetworkingConfig: (body.NetworkingConfig as Json | undefined) ?? {},
+      State: {
+        Status: 'created', Running: false, Paused: false, Restarting: false, OOMKilled: false, Dead: false,
+        Pid: 0, ExitCode: 0, Error: '', StartedAt: zeroTime, FinishedAt: zeroTime,
+      },
+      LogPath: path.join(dir, 'container.log'),
+      HostnamePath: path.join(dir, 'hostname'),
+      HostsPath: path.join(dir, 'hosts'),
+      ResolvConfPath: path.join(dir, 'resolv.conf'),
+    };
+    const owner = new Owner();
+    try {
+      await fs.mkdir(dir, { recursive: true, mode: 0o710 });
+      owner.defer(() => fs.rm(dir, { recursive: true, force: true }));
+      // Reserve the name before any await that could let a second create take it.
+      this.#checkNameFree(finalName);
+      this.#names.set(finalName, id);
+      owner.defer(() => this.#names.delete(finalName));
+      await this.#save(record);
+      owner.release();
+    } catch (err) {
+      await owner.dispose();
+      throw err;
+    }
+    this.#live.set(id, { record, waiters: [], pendingAttachers: [], sessions: new Set(), lock: Promise.resolve() });
+    this.#emit(record, 'create');
+    const warnings: string[] = [];
+    return { Id: id, Warnings: warnings };
+  }
+
+  #checkNameFree(name: string): void {
+    const holder = this.#names.get(name);
+    if (holder)
+      throw conflict(
+        `Conflict. The container name "${name}" is already in use by container "${holder}". You have to remove (or rename) that container to be able to reuse that name.`,
+      );
+  }
+
+  #checkNetworkMode(mode: string): void {
+    if (['default', 'bridge', 'host', 'none'].includes(mode)) return;
+    if (mode.startsWith('container:')) {
+      const target = this.#find(mode.slice('container:'.length));
+      void target;
+      return;
+    }
+    throw notFound(`network ${mode} not found`);
+  }
+
+  // ---------------------------------------------------------------- start
+
+  async start(idOrName: string): Promise<void> {
+    const live = this.#find(idOrName);
+    return this.#locked(live, () => this.#start(live));
+  }
+
+  async #start(live: Live): Promise<void> {
+    const { record } = live;
+    if (record.State.Paused) throw conflict('cannot start a paused container, try unpause instead');
+    if (record.State.Running) throw new BaleiaError('NotModified', 'Container already started');
+    if (record.State.Status === 'removing') throw conflict(`Container ${record.Id} is marked for removal and cannot be started`);
+    const owner = new Owner();
+    const id = record.Id;
+    try {
+      const image = await this.#images.resolve(record.Image);
+      const chain = await this.#images.ensureUnpacked(image);
+      const rootfs = await this.#snapshots.mountContainer(id, chain);
+      owner.defer(() => this.#snapshots.unmountContainer(id));
+      const user = resolveUser(
+        record.Config.User,
+        await readText(path.join(rootfs, 'etc/passwd')),
+        await readText(path.join(rootfs, 'etc/group')),
+      );
+      const cwd = record.Config.WorkingDir || '/';
+      await ensureDirIn(rootfs, cwd);
+      const networkMode = record.HostConfig.NetworkMode;
+      await this.#writeEtcFiles(record, networkMode);
+      const spec = buildSpec(this.#specInput(record, rootfs, user, cwd));
+      await this.#runtime.create(id, {
+        bundle: this.dir(id),
+        spec,
+        terminal: record.Config.Tty,
+        openStdin: record.Config.OpenStdin,
+        stdinOnce: record.Config.StdinOnce,
+        logPath: record.LogPath,
+      });
+      owner.defer(() => this.#runtime.delete(id, { force: true }));
+      await this.#connectAttachers(live);
+      if (live.consoleSize) await this.#runtime.resize(id, live.consoleSize).catch(() => {});
+      await this.#runtime.start(id);
+      const state = await this.#runtime.state(id);
+      owner.release();
+      record.State = {
+        ...record.State,
+        Status: 'running', Running: true, Paused: false, Restarting: false, OOMKilled: false, Dead: false,
+        Pid: state.pid, ExitCode: 0, Error: '', StartedAt: nowNano(), FinishedAt: record.State.FinishedAt,
+      };
+      record.ManuallyStopped = false;
+      await this.#save(record);
+      this.#emit(record, 'start');
+      this.#monitor(live);
+    } catch (err) {
+      await owner.dispose();
+      for (const s of live.sessions) s.close();
+      live.sessions.clear();
+      const message = describeError(err);
+      const code = startErrorExitCode(message, record.Path);
+      record.State = { ...record.State, Status: record.State.StartedAt === zeroTime ? 'created' : 'exited', Running: false, Pid: 0, ExitCode: code ?? 128, Error: message };
+      if (record.State.Status === 'created') record.State.Status = 'created';
+      await this.#save(record).catch(() => {});
+      for (const a of live.pendingAttachers.splice(0)) a.end();
+      this.#fireWaiters(live, ['next-exit', 'not-running'], { StatusCode: code ?? 128, Error: null });
+      if (record.HostConfig.AutoRemove) await this.#remove(live, { force: true }).catch(() => {});
+      if (code !== undefined || isKind(err, 'InvalidArgument')) throw new BaleiaError('InvalidArgument', message, { cause: err });
+      throw err;
+    }
+  }
+
+  #specInput(record: ContainerRecord, rootfs: string, user: { uid: number; gid: number; additionalGids: number[] }, cwd: string) {
+    const hc = record.HostConfig;
+    const networkMode = hc.NetworkMode;
+    let network: { mode: 'new' } | { mode: 'host' } | { mode: 'path'; path: string } = { mode: 'new' };
+    if (networkMode === 'host') network = { mode: 'host' };
+    else if (networkMode.startsWith('container:')) {
+      const other = this.#find(networkMode.slice('container:'.length)).record;
+      if (!other.State.Running) throw conflict(`cannot join network of a non running container: ${other.Id}`);
+      network = { mode: 'path', path: `/proc/${other.State.Pid}/ns/net` };
+    }
+    const env = mergeEnv(
+      [`HOSTNAME=${record.Config.Hostname}`, ...(record.Config.Tty ? ['TERM=xterm'] : [])],
+      record.Config.Env,
+    );
+    if (!env.some((e) => e.startsWith('HOME='))) env.push(`HOME=${user.uid === 0 ? '/root' : '/'}`);
+    const security = parseSecurityOpts(hc.SecurityOpt ?? []);
+    const mounts: Array<{ destination: string; type: string; source: string; options: string[] }> = [];
+    for (const [file, dest] of [[record.HostnamePath, '/etc/hostname'], [record.HostsPath, '/etc/hosts'], [record.ResolvConfPath, '/etc/resolv.conf']] as const)
+      mounts.push({ destination: dest, type: 'bind', source: file, options: ['rbind', 'rprivate', ...(hc.ReadonlyRootfs ? ['ro'] : [])] });
+    for (const bind of hc.Binds ?? []) mounts.push(parseBind(bind));
+    return {
+      id: record.Id,
+      rootfs,
+      readonlyRootfs: hc.ReadonlyRootfs,
+      args: [record.Path, ...record.Args],
+      env,
+      cwd,
+      user,
+      terminal: record.Config.Tty,
+      hostname: networkMode === 'host' ? os.hostname() : record.Config.Hostname,
+      domainname: record.Config.Domainname,
+      network,
+      ipcMode: (hc.IpcMode === 'host' ? 'host' : hc.IpcMode === 'shareable' ? 'shareable' : 'private') as 'host' | 'shareable' | 'private',
+      pidMode: (hc.PidMode === 'host' ? 'host' : 'private') as 'host' | 'private',
+      utsMode: (hc.UTSMode === 'host' || networkMode === 'host' ? 'host' : 'private') as 'host' | 'private',
+      cgroupsPath: `/baleia/${record.Id}`,
+      resources: {
+        memory: hc.Memory || undefined,
+        memorySwap: hc.MemorySwap || undefined,
+        memoryReservation: hc.MemoryReservation || undefined,
+        oomKillDisable: hc.OomKillDisable ?? undefined,
+        memorySwappiness: hc.MemorySwappiness !== null && hc.MemorySwappiness >= 0 ? hc.MemorySwappiness : undefined,
+        cpuShares: hc.CpuShares || undefined,
+        cpuQuota: hc.CpuQuota || undefined,
+        cpuPeriod: hc.CpuPeriod || undefined,
+        nanoCpus: hc.NanoCpus || undefined,
+        cpusetCpus: hc.CpusetCpus || undefined,
+        cpusetMems: hc.CpusetMems || undefined,
+        pidsLimit: hc.PidsLimit && hc.PidsLimit > 0 ? hc.PidsLimit : undefined,
+      },
+      privileged: hc.Privileged,
+      capAdd: hc.CapAdd ?? [],
+      capDrop: hc.CapDrop ?? [],
+      seccomp: security.seccomp,
+      noNewPrivileges: security.noNewPrivileges,
+      devices: (hc.Devices ?? []).map((d) => ({
+        pathOnHost: d.PathOnHost,
+        pathInContainer: d.PathInContainer || d.PathOnHost,
+        cgroupPermissions: d.CgroupPermissions || 'rwm',
+      })),
+      sysctls: hc.Sysctls ?? {},
+      ulimits: (hc.Ulimits ?? []).map((u) => ({ name: u.Name, soft: u.Soft, hard: u.Hard })),
+      shmSize: hc.ShmSize,
+      mounts,
+      init: Boolean(hc.Init),
+    };
+  }
+
+  async #writeEtcFiles(record: ContainerRecord, networkMode: string): Promise<void> {
+    const hostname = networkMode === 'host' ? os.hostname() : record.Config.Hostname;
+    await fs.writeFile(record.HostnamePath, `${hostname}\n`);
+    let hosts: string;
+    if (networkMode === 'host') hosts = await readText('/etc/hosts');
+    else {
+      hosts = [
+        '127.0.0.1\tlocalhost',
+        '::1\tlocalhost ip6-localhost ip6-loopback',
+        'fe00::0\tip6-localnet',
+        'ff00::0\tip6-mcastprefix',
+        'ff02::1\tip6-allnodes',
+        'ff02::2\tip6-allrouters',
+        '',
+      ].join('\n');
+    }
+    for (const extra of record.HostConfig.ExtraHosts ?? []) {
+      const sep = extra.indexOf(':');
+      if (sep > 0) hosts += `${extra.slice(sep + 1)}\t${extra.slice(0, sep)}\n`;
+    }
+    await fs.writeFile(record.HostsPath, hosts);
+    const hostResolv = await readText('/etc/resolv.conf');
+    const dns = record.HostConfig.Dns ?? [];
+    const search = record.HostConfig.DnsSearch ?? [];
+    const options = record.HostConfig.DnsOptions ?? [];
+    let resolv: string;
+    if (networkMode === 'host' && dns.length === 0 && search.length === 0 && options.length === 0) resolv = hostResolv;
+    else {
+      // Loopback resolvers of the host are unreachable from the container's own network namespace.
+      const lines = hostResolv
+        .split('\n')
+        .filter((l) => !(dns.length > 0 && /^\s*nameserver\s/.test(l)))
+        .filter((l) => !/^\s*nameserver\s+(127\.|::1)/.test(l))
+        .filter((l) => !(search.length > 0 && /^\s*(search|domain)\s/.test(l)))
+        .filter((l) => !(options.length > 0 && /^\s*options\s/.test(l)));
+      resolv = [
+        ...lines.filter((l) => l.trim() !== ''),
+        ...dns.map((d) => `nameserver ${d}`),
+        ...(search.length ? [`search ${search.join(' ')}`] : []),
+        ...(options.length ? [`options ${options.join(' ')}`] : []),
+      ].join('\n') + '\n';
+    }
+    await fs.writeFile(record.ResolvConfPath, resolv);
+  }
+
+  // ---------------------------------------------------------------- exit monitoring
+
+  #monitor(live: Live): void {
+    const id = live.record.Id;
+    live.exited = (async () => {
+      let exit: { exitCode: number; exitedAt: string; oomKilled: boolean };
+      try {
+        exit = await this.#runtime.waitExit(id);
+      } catch (err) {
+        this.#log.error('Cannot wait for container exit', { container: id, err: describeError(err) });
+        exit = { exitCode: 255, exitedAt: new Date().toISOString(), oomKilled: false };
+      }
+      await this.#locked(live, async () => {
+        // Let attach sessions drain what conmon still holds before they are closed.
+        await Promise.race([Promise.all([...live.sessions].map((s) => s.closed)), delay(1000)]);
+        for (const s of live.sessions) s.close();
+        live.sessions.clear();
+        await this.#runtime.delete(id, { force: true }).catch((err) =>
+          this.#log.warn('Cannot delete runtime state', { container: id, err: describeError(err) }),
+        );
+        await this.#snapshots.unmountContainer(id).catch((err) =>
+          this.#log.warn('Cannot unmount container rootfs', { container: id, err: describeError(err) }),
+        );
+        this.#markExited(live.record, exit.exitCode, exit.exitedAt, exit.oomKilled);
+        await this.#save(live.record).catch(() => {});
+        if (exit.oomKilled) this.#emit(live.record, 'oom');
+        this.#emit(live.record, 'die', { exitCode: String(exit.exitCode) });
+      });
+      this.#afterExit(live, { autoRemove: live.record.HostConfig.AutoRemove });
+    })();
+  }
+
+  #markExited(record: ContainerRecord, exitCode: number, exitedAt: string | undefined, oomKilled: boolean): void {
+    record.State = {
+      ...record.State,
+      Status: 'exited', Running: false, Paused: false, Restarting: false, OOMKilled: oomKilled, Dead: false,
+      Pid: 0, ExitCode: exitCode, FinishedAt: exitedAt ?? nowNano(),
+    };
+  }
+
+  #afterExit(live: Live, options: { autoRemove: boolean }): void {
+    const { record } = live;
+    this.#fireWaiters(live, ['next-exit', 'not-running'], { StatusCode: record.State.ExitCode, Error: null });
+    if (options.autoRemove) {
+      void this.#locked(live, () => this.#remove(live, { force: true })).catch((err) =>
+        this.#log.error('Cannot auto-remove container', { container: record.Id, err: describeError(err) }),
+      );
+      return;
+    }
+    this.#maybeRestart(live);
+  }
+
+  #maybeRestart(live: Live): void {
+    const { record } = live;
+    const policy = record.HostConfig.RestartPolicy;
+    if (record.ManuallyStopped || policy.Name === 'no' || !this.#live.has(record.Id)) return;
+    if (policy.Name === 'on-failure') {
+      if (record.State.ExitCode === 0) return;
+      if (policy.MaximumRetryCount > 0 && record.RestartCount >= policy.MaximumRetryCount) return;
+    }
+    // Docker's back-off: 100 ms doubling, capped at one minute.
+    const delayMs = Math.min(100 * 2 ** Math.min(record.RestartCount, 10), 60_000);
+    record.State.Status = 'restarting';
+    record.State.Restarting = true;
+    live.restartTimer = setTimeout(() => {
+      live.restartTimer = undefined;
+      if (record.ManuallyStopped || !this.#live.has(record.Id)) return;
+      record.RestartCount++;
+      void this.#locked(live, () => this.#start(live))
+        .then(() => this.#emit(record, 'restart'))
+        .catch((err) => this.#log.warn('Restart failed', { container: record.Id, err: describeError(err) }));
+    }, delayMs);
+  }
+
+  #fireWaiters(live: Live, conditions: string[], result: WaitResult): void {
+    const remaining: Live['waiters'] = [];
+    for (const w of live.waiters) {
+      if (conditions.includes(w.condition)) w.resolve(result);
+      else remaining.push(w);
+    }
+    live.waiters = remaining;
+  }
+
+  // ---------------------------------------------------------------- stop, kill, restart, pause
+
+  async stop(idOrName: string, options: { timeout?: number; signal?: string } = {}): Promise<void> {
+    const live = this.#find(idOrName);
+    const { record } = live;
+    if (live.restartTimer) {
+      clearTimeout(live.restartTimer);
+      live.restartTimer = undefined;
+      record.ManuallyStopped = true;
+      record.State.Restarting = false;
+      record.State.Status = 'exited';
+      await this.#save(record);
+      return;
+    }
+    if (!record.State.Running) throw new BaleiaError('NotModified', 'Container already stopped');
+    record.ManuallyStopped = true;
+    await this.#stopLive(live, options);
+    this.#emit(record, 'stop');
+  }
+
+  async #stopLive(live: Live, options: { timeout?: number; signal?: string }): Promise<void> {
+    const { record } = live;
+    const timeout = options.timeout ?? record.Config.StopTimeout ?? 10;
+    const signal = options.signal || record.Config.StopSignal || 'SIGTERM';
+    if (record.State.Paused) await this.#runtime.resume(record.Id).catch(() => {});
+    if (timeout !== 0) {
+      await this.#runtime.kill(record.Id, signal).catch(() => {});
+      this.#emit(record, 'kill', { signal: String(signalNumber(signal) ?? 15) });
+      if (timeout < 0) {
+        await live.exited;
+        return;
+      }
+      const done = await Promise.race([live.exited?.then(() => true), delay(timeout * 1000).then(() => false)]);
+      if (done) return;
+    }
+    await this.#runtime.kill(record.Id, 'SIGKILL').catch(() => {});
+    this.#emit(record, 'kill', { signal: '9' });
+    await live.exited;
+  }
+
+  async kill(idOrName: string, signal = 'SIGKILL'): Promise<void> {
+    const live = this.#find(idOrName);
+    const { record } = live;
+    const number = signalNumber(signal);
+    if (number === undefined) throw invalidArgument(`Invalid signal: ${signal}`);
+    if (!record.State.Running)
+      throw conflict(`Cannot kill container: ${idOrName}: Container ${record.Id} is not running`);
+    if (number === 9 || number === 15 || number === 2) record.ManuallyStopped = true;
+    if (record.State.Paused && number === 9) await this.#runtime.resume(record.Id).catch(() => {});
+    await this.#runtime.kill(record.Id, number);
+    this.#emit(record, 'kill', { signal: String(number) });
+  }
+
+  async restart(idOrName: string, options: { timeout?: number } = {}): Promise<void> {
+    const live = this.#find(idOrName);
+    if (live.record.State.Running) {
+      live.record.ManuallyStopped = true;
+      await this.#stopLive(live, options);
+    }
+    await this.#locked(live, () => this.#start(live));
+    this.#emit(live.record, 'restart');
+  }
+
+  async pause(idOrName: string): Promise<void> {
+    const { record } = this.#find(idOrName);
+    if (!record.State.Running) throw conflict(`Container ${record.Id} is not running`);
+    if (record.State.Paused) throw conflict(`Container ${record.Id} is already paused`);
+    await this.#runtime.pause(record.Id);
+    record.State.Paused = true;
+    record.State.Status = 'paused';
+    await this.#save(record);
+    this.#emit(record, 'pause');
+  }
+
+  async unpause(idOrName: string): Promise<void> {
+    const { record } = this.#find(idOrName);
+    if (!record.State.Paused) throw new BaleiaError('Internal', `Container ${record.Id} is not paused`);
+    await this.#runtime.resume(record.Id);
+    record.State.Paused = false;
+    record.State.Status = 'running';
+    await this.#save(record);
+    this.#emit(record, 'unpause');
+  }
+
+  async rename(idOrName: string, newName: string): Promise<void> {
+    const live = this.#find(idOrName);
+    const name = validateName(newName);
+    if (name === live.record.Name) throw invalidArgument(`Renaming a container with the same name as its current name`);
+    this.#checkNameFree(name);
+    const old = live.record.Name;
+    this.#names.delete(old);
+    this.#names.set(name, live.record.Id);
+    live.record.Name = name;
+    await this.#save(live.record);
+    this.#emit(live.record, 'rename', { oldName: old });
+  }
+
+  // ---------------------------------------------------------------- wait and remove
+
+  /** Registers a waiter now (so the caller can send headers afterwards) and returns its promise. */
+  wait(idOrName: string, condition: string = 'not-running'): Promise<WaitResult> {
+    if (!['not-running', 'next-exit', 'removed'].includes(condition))
+      throw invalidArgument(`invalid condition: "${condition}"`);
+    const live = this.#find(idOrName);
+    const { record } = live;
+    if (condition === 'not-running' && !record.State.Running && !record.State.Restarting)
+      return Promise.resolve({ StatusCode: record.State.ExitCode, Error: null });
+    return new Promise((resolve) => live.waiters.push({ condition: condition as 'next-exit', resolve }));
+  }
+
+  async remove(idOrName: string, options: { force?: boolean; volumes?: boolean } = {}): Promise<void> {
+    const live = this.#find(idOrName);
+    if (live.record.State.Running && !options.force)
+      throw conflict(
+        `You cannot remove a running container ${live.record.Id}. Stop the container before attempting removal or force remove`,
+      );
+    if (live.record.State.Status === 'removing') throw conflict(`removal of container ${live.record.Id} is already in progress`);
+    if (live.record.State.Running) {
+      live.record.ManuallyStopped = true;
+      if (live.record.State.Paused) await this.#runtime.resume(live.record.Id).catch(() => {});
+      await this.#runtime.kill(live.record.Id, 'SIGKILL').catch(() => {});
+      await live.exited;
+    }
+    await this.#locked(live, () => this.#remove(live, options));
+  }
+
+  async #remove(live: Live, _options: { force?: boolean; volumes?: boolean }): Promise<void> {
+    const { record } = live;
+    if (!this.#live.has(record.Id)) return;
+    if (live.restartTimer) clearTimeout(live.restartTimer);
+    record.ManuallyStopped = true;
+    record.State.Status = 'removing';
+    for (const exec of this.#execs.values()) if (exec.ContainerID === record.Id) this.#execs.delete(exec.ID);
+    await this.#runtime.delete(record.Id, { force: true }).catch(() => {});
+    await this.#snapshots.removeContainer(record.Id);
+    await fs.rm(this.dir(record.Id), { recursive: true, force: true });
+    this.#live.delete(record.Id);
+    this.#names.delete(record.Name);
+    this.#emit(record, 'destroy');
+    this.#fireWaiters(live, ['removed', 'next-exit', 'not-running'], { StatusCode: record.State.ExitCode, Error: null });
+  }
+
+  // ---------------------------------------------------------------- attach, resize, logs
+
+  /**
+   * Attaches a client. A running container is attached at once; a created one when it starts
+   * (the docker CLI attaches before start, and stdin sent before start must arrive).
+   */
+  async attach(idOrName: string, attacher: Attacher): Promise<void> {
+    const live = this.#find(idOrName);
+    if (live.record.State.Running) await this.#connect(live, attacher);
+    else live.pendingAttachers.push(attacher);
+  }
+
+  /** Checks an attach can be served, before the connection is hijacked. */
+  checkAttachable(idOrName: string): ContainerRecord {
+    const { record } = this.#find(idOrName);
+    if (record.State.Status === 'removing') throw conflict(`Container ${record.Id} is being removed`);
+    return record;
+  }
+
+  async #connectAttachers(live: Live): Promise<void> {
+    for (const attacher of live.pendingAttachers.splice(0)) await this.#connect(live, attacher);
+  }
+
+  async #connect(live: Live, attacher: Attacher): Promise<void> {
+    const session = await this.#runtime.attach(live.record.Id);
+    live.sessions.add(session);
+    const tty = live.record.Config.Tty;
+    session.onData((stream, data) => {
+      if (stream === 'stderr' && !tty) {
+        if (attacher.stderr) attacher.write(2, data);
+      } else if (attacher.stdout) attacher.write(1, data);
+    });
+    if (attacher.stdin && live.record.Config.OpenStdin) {
+      attacher.onInput((data) => session.write(data));
+      attacher.onInputEnd(() => {
+        if (live.record.Config.StdinOnce) session.closeStdin();
+      });
+    }
+    void session.closed.then(() => {
+      live.sessions.delete(session);
+      attacher.end();
+    });
+    void attacher.closed.then(() => {
+      // A client that goes away (detach) never stops the container.
+      if (live.sessions.has(session)) {
+        live.sessions.delete(session);
+        session.close();
+      }
+    });
+    this.#emit(live.record, 'attach');
+  }
+
+  async resize(idOrName: string, size: { width: number; height: number }): Promise<void> {
+    const live = this.#find(idOrName);
+    live.consoleSize = size;
+    if (live.record.State.Running) {
+      if (!live.record.Config.Tty) return;
+      await this.#runtime.resize(live.record.Id, size);
+    }
+  }
+
+  logs(idOrName: string, options: { follow?: boolean; since?: number; until?: number; tail?: number; signal?: AbortSignal }) {
+    const live = this.#find(idOrName);
+    const stopWhen = live.record.State.Running ? new Promise<void>((resolve) => live.waiters.push({ condition: 'next-exit', resolve: () => resolve() })) : Promise.resolve();
+    return {
+      record: live.record,
+      entries: this.#runtime.readLogs(live.record.LogPath, {
+        follow: options.follow && live.record.State.Running,
+        since: options.since,
+        until: options.until,
+        tail: options.tail,
+        signal: options.signal,
+        stopWhen,
+      }),
+    };
+  }
+
+  // ---------------------------------------------------------------- top
+
+  async top(idOrName: string, psArgs = '-ef'): Promise<{ Titles: string[]; Processes: string[][] }> {
+    const { record } = this.#find(idOrName);
+    if (!record.State.Running) throw conflict(`Container ${record.Id} is not running`);
+    const pids = new Set((await this.#runtime.pids(`/baleia/${record.Id}`)).map(String));
+    const args = psArgs.split(/\s+/).filter(Boolean);
+    const out = await run('ps', args, {}).catch((err) => {
+      throw invalidArgument(`Error running ps: ${describeError(err)}`);
+    });
+    const lines = out.stdout.split('\n').filter((l) => l.trim() !== '');
+    const header = lines.shift() ?? '';
+    const titles = header.trim().split(/\s+/);
+    const pidCol = titles.indexOf('PID');
+    if (pidCol < 0) throw invalidArgument(`Couldn't find PID field in ps output`);
+    const processes = lines
+      .map((line) => {
+        const fields = line.trim().split(/\s+/);
+        const head = fields.slice(0, titles.length - 1);
+        return [...head, fields.slice(titles.length - 1).join(' ')];
+      })
+      .filter((fields) => pids.has(fields[pidCol]!));
+    this.#emit(record, 'top');
+    return { Titles: titles, Processes: processes };
+  }
+
+  // ---------------------------------------------------------------- exec
+
+  createExec(idOrName: string, body: Json): ExecRecord {
+    const { record } = this.#find(idOrName);
+    if (!record.State.Running) throw conflict(`Container ${record.Id} is not running`);
+    if (record.State.Paused) throw conflict(`Container ${record.Id} is paused, unpause the container before exec`);
+    const cmd = Array.isArray(body.Cmd) ? body.Cmd.map(String) : typeof body.Cmd === 'string' ? [body.Cmd] : [];
+    if (cmd.length === 0) throw invalidArgument('No exec command specified');
+    const exec: ExecRecord = {
+      ID: newId(),
+      ContainerID: record.Id,
+      Running: false,
+      ExitCode: null,
+      Pid: 0,
+      OpenStdin: Boolean(body.AttachStdin),
+      OpenStdout: Boolean(body.AttachStdout),
+      OpenStderr: Boolean(body.AttachStderr),
+      DetachKeys: typeof body.DetachKeys === 'string' ? body.DetachKeys : '',
+      CanRemove: false,
+      ProcessConfig: {
+        tty: Boolean(body.Tty),
+        entrypoint: cmd[0]!,
+        arguments: cmd.slice(1),
+        privileged: Boolean(body.Privileged),
+        user: typeof body.User === 'string' ? body.User : '',
+      },
+      Env: Array.isArray(body.Env) ? body.Env.map(String) : [],
+      WorkingDir: typeof body.WorkingDir === 'string' ? body.WorkingDir : '',
+    };
+    this.#execs.set(exec.ID, exec);
+    this.#emit(record, `exec_create: ${cmd.join(' ')}`, { execID: exec.ID });
+    return exec;
+  }
+
+  getExec(id: string): ExecRecord {
+    const exec = this.#execs.get(id);
+    if (!exec) throw notFound(`No such exec instance: ${id}`);
+    return exec;
+  }
+
+  execIds(containerId: string): string[] {
+    return [...this.#execs.values()].filter((e) => e.ContainerID === containerId).map((e) => e.ID);
+  }
+
+  /** Checks an exec can start, before the connection is hijacked. */
+  checkExecStartable(id: string): ExecRecord {
+    const exec = this.getExec(id);
+    if (exec.Running || exec.ExitCode !== null) throw conflict(`Exec command ${id} has already run`);
+    const { record } = this.#find(exec.ContainerID);
+    if (!record.State.Running) throw conflict(`Container ${record.Id} is not running`);
+    return exec;
+  }
+
+  /**
+   * Runs an exec. With an attacher, output flows to it and it is ended after the exit code is
+   * recorded (clients read `GET /exec/{id}/json` right at end of stream).
+   */
+  async startExec(id: string, attacher: Attacher | undefined): Promise<void> {
+    const exec = this.checkExecStartable(id);
+    const live = this.#find(exec.ContainerID);
+    const { record } = live;
+    exec.Running = true;
+    const cmd = [exec.ProcessConfig.entrypoint, ...exec.ProcessConfig.arguments];
+    this.#emit(record, `exec_start: ${cmd.join(' ')}`, { execID: exec.ID });
+    let session;
+    try {
+      const rootfs = await this.#snapshots.mountContainer(record.Id, await this.#images.ensureUnpacked(await this.#images.resolve(record.Image)));
+      const user = resolveUser(
+        exec.ProcessConfig.user || record.Config.User,
+        await readText(path.join(rootfs, 'etc/passwd')),
+        await readText(path.join(rootfs, 'etc/group')),
+      );
+      const env = mergeEnv(mergeEnv([`HOSTNAME=${record.Config.Hostname}`], record.Config.Env), [
+        ...(exec.ProcessConfig.tty ? ['TERM=xterm'] : []),
+        ...exec.Env,
+      ]);
+      if (!env.some((e) => e.startsWith('HOME='))) env.push(`HOME=${user.uid === 0 ? '/root' : '/'}`);
+      session = await this.#runtime.exec(record.Id, {
+        args: cmd,
+        env,
+        cwd: exec.WorkingDir || record.Config.WorkingDir || '/',
+        user,
+        terminal: exec.ProcessConfig.tty,
+        openStdin: exec.OpenStdin,
+        privileged: exec.ProcessConfig.privileged,
+        detach: attacher === undefined,
+        size: exec.ConsoleSize,
+      });
+    } catch (err) {
+      const message = describeError(err);
+      exec.Running = false;
+      exec.ExitCode = startErrorExitCode(message, cmd[0]!) ?? 126;
+      this.#emit(record, 'exec_die', { execID: exec.ID, exitCode: String(exec.ExitCode) });
+      if (attacher) {
+        attacher.write(1, Buffer.from(`OCI runtime exec failed: ${message}: unknown\r\n`));
+        attacher.end();
+        return;
+      }
+      throw err;
+    }
+    exec.session = session;
+    exec.Pid = session.pid;
+    if (attacher) {
+      session.onData((stream, data) => {
+        if (stream === 'stderr' && !exec.ProcessConfig.tty) {
+          if (exec.OpenStderr) attacher.write(2, data);
+        } else if (exec.OpenStdout) attacher.write(1, data);
+      });
+      if (exec.OpenStdin) {
+        attacher.onInput((data) => session.write(data));
+        attacher.onInputEnd(() => session.closeStdin());
+      }
+    }
+    void session.exit.then(
+      ({ exitCode }) => {
+        exec.ExitCode = exitCode;
+        exec.Running = false;
+        exec.session = undefined;
+        this.#emit(record, 'exec_die', { execID: exec.ID, exitCode: String(exitCode) });
+        attacher?.end();
+      },
+      (err) => {
+        exec.ExitCode = 126;
+        exec.Running = false;
+        this.#log.warn('Exec failed', { container: record.Id, exec: exec.ID, err: describeError(err) });
+        attacher?.end();
+      },
+    );
+  }
+
+  async resizeExec(id: string, size: { width: number; height: number }): Promise<void> {
+    const exec = this.getExec(id);
+    exec.ConsoleSize = size;
+    if (exec.session && exec.ProcessConfig.tty) await exec.session.resize(size).catch(() => {});
+  }
+
+  // ---------------------------------------------------------------- prune, sizes
+
+  async prune(match: (record: ContainerRecord) => boolean): Promise<{ ContainersDeleted: string[] | null; SpaceReclaimed: number }> {
+    const deleted: string[] = [];
+    let space = 0;
+    for (const live of [...this.#live.values()]) {
+      const { record } = live;
+      if (record.State.Running || record.State.Status === 'restarting' || !match(record)) continue;
+      space += await this.#snapshots.diskUsage(this.#snapshots.containerUpperPath(record.Id)).catch(() => 0);
+      await this.#locked(live, () => this.#remove(live, {}));
+      deleted.push(record.Id);
+    }
+    return { ContainersDeleted: deleted.length ? deleted : null, SpaceReclaimed: space };
+  }
+
+  async sizeRw(id: string): Promise<number> {
+    return this.#snapshots.diskUsage(this.#snapshots.containerUpperPath(id)).catch(() => 0);
+  }
+
+  /** Stops watching containers (daemon shutdown); the containers themselves keep running. */
+  async shutdown(): Promise<void> {
+    for (const live of this.#live.values()) {
+      if (live.restartTimer) clearTimeout(live.restartTimer);
+      for (const s of live.sessions) s.close();
+    }
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  #emit(record: ContainerRecord, action: string, extra: Record<string, string> = {}): void {
+    this.#events.publish('container', action, record.Id, {
+      ...record.Config.Labels,
+      image: record.Config.Image,
+      name: record.Name.slice(1),
+      ...extra,
+    });
+  }
+
+  async #save(record: ContainerRecord): Promise<void> {
+    await writeJsonAtomic(path.join(this.dir(record.Id), 'container.json'), record);
+  }
+
+  /** Serialises the lifecycle operations of one container. */
+  #locked<T>(live: Live, fn: () => Promise<T>): Promise<T> {
+    const next = live.lock.then(fn, fn);
+    live.lock = next.catch(() => {});
+    return next;
+  }
+}
+
+/** Docker's exit codes for a command that cannot start: 127 not found, 126 not invokable. */
+export function startErrorExitCode(message: string, command: string): number | undefined {
+  const m = message.toLowerCase();
+  if (m.includes('executable file not found') || (m.includes('no such file or directory') && m.includes(command.toLowerCase())))
+    return 127;
+  if (m.includes('permission denied') || m.includes('is a directory') || m.includes('exec format error')) return 126;
+  return undefined;
+}
+
+function parseSecurityOpts(opts: string[]): { seccomp: 'default' | 'unconfined' | object; noNewPrivileges: boolean } {
+  let seccomp: 'default' | 'unconfined' | object = 'default';
+  let noNewPrivileges = false;
+  for (const opt of opts) {
+    const [key, value = ''] = opt.includes('=') ? [opt.slice(0, opt.indexOf('=')), opt.slice(opt.indexOf('=') + 1)] : opt.split(':');
+    if (key === 'seccomp') {
+      if (value === 'unconfined') seccomp = 'unconfined';
+      else {
+        try {
+          // The docker CLI reads a profile file and sends its JSON content.
+          seccomp = JSON.parse(value) as object;
+        } catch {
+          throw invalidArgument(`Invalid security option "seccomp": ${JSON.stringify(value.slice(0, 40))} is not a JSON seccomp profile`);
+        }
+      }
+    } else if (key === 'no-new-privileges') noNewPrivileges = value === '' || value === 'true';
+    else if (key === 'apparmor' || key === 'label') continue;
+    else throw invalidArgument(`invalid --security-opt: ${JSON.stringify(opt)}`);
+  }
+  return { seccomp, noNewPrivileges };
+}
+
+function parseBind(bind: string): { destination: string; type: string; source: string; options: string[] } {
+  const parts = bind.split(':');
+  if (parts.length < 2 || parts.length > 3) throw invalidArgument(`invalid volume specification: '${bind}'`);
+  const [source, destination, mode = ''] = parts as [string, string, string?];
+  if (!source.startsWith('/'))
+    throw new BaleiaError('NotImplemented', `Named volumes are not supported yet: '${bind}' (use an absolute host path)`);
+  if (!destination.startsWith('/')) throw invalidArgument(`invalid mount config: mount path "${destination}" must be absolute`);
+  const modes = mode.split(',').filter(Boolean);
+  for (const m of modes)
+    if (!['ro', 'rw', 'z', 'Z', 'private', 'rprivate', 'shared', 'rshared', 'slave', 'rslave', 'nocopy'].includes(m))
+      throw invalidArgument(`invalid mode: ${m}`);
+  return {
+    destination,
+    type: 'bind',
+    source,
+    options: ['rbind', modes.includes('ro') ? 'ro' : 'rw', modes.find((m) => m.endsWith('private') || m.endsWith('shared') || m.endsWith('slave')) ?? 'rprivate'],
+  };
+}
+
+async function readText(file: string): Promise<string> {
+  try {
+    return await fs.readFile(file, 'utf8');
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return '';
+    throw err;
+  }
+}
+
+/** Creates `dir` inside `rootfs` without following symlinks out of it. */
+async function ensureDirIn(rootfs: string, dir: string): Promise<void> {
+  let current = rootfs;
+  for (const part of dir.split('/').filter((p) => p && p !== '.')) {
+    if (part === '..') throw invalidArgument(`the working directory '${dir}' is invalid`);
+    current = path.join(current, part);
+    try {
+      const st = await fs.lstat(current);
+      if (st.isSymbolicLink()) return; // resolved by the runtime inside the container
+      if (!st.isDirectory()) throw invalidArgument(`Cannot use working directory "${dir}": not a directory`);
+    } catch (err) {
+      if (errnoCode(err) !== 'ENOENT') throw err;
+      await fs.mkdir(current, { mode: 0o755 });
+    }
+  }
+}
+
+const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
+
+export { shortId };

@@ -1,0 +1,373 @@
+/**
+ * engine: the use cases behind the Docker Engine API — containers, images, events, system.
+ * It owns the state records (<root>/containers, through the image/snapshot stores for images)
+ * and is the only module that combines image/, snapshot/ and runtime/. api/ calls it; nothing
+ * here knows HTTP.
+ */
+import os from 'node:os';
+import { promises as fs } from 'node:fs';
+import { BaleiaError, conflict, describeError, isKind, shortId, type Logger } from '../lib/index.js';
+import { familiarName, type ImageStore, type ImageRecord } from '../image/index.js';
+import type { Snapshotter } from '../snapshot/index.js';
+import type { ContentStore } from '../content/index.js';
+import type { Runtime } from '../runtime/index.js';
+import { EventBus } from './events.js';
+import { ContainerManager, type ContainerRecord } from './containers.js';
+import { containerMatcher, matchLabels, parseTimeFilter, type Filters } from './filters.js';
+import { containerInspect, containerSummary, imageInspect, imageSummary } from './views.js';
+import type { Json } from './container-config.js';
+
+export { EventBus, type EngineEvent } from './events.js';
+export type { ContainerRecord, ExecRecord, Attacher, WaitResult } from './containers.js';
+export type { Filters } from './filters.js';
+export { signalNumber } from './container-config.js';
+
+export interface EngineOptions {
+  root: string;
+  execRoot: string;
+  content: ContentStore;
+  snapshots: Snapshotter;
+  images: ImageStore;
+  runtime: Runtime;
+  logger: Logger;
+  cgroupVersion: 1 | 2;
+}
+
+export class Engine {
+  readonly events = new EventBus();
+  readonly containers: ContainerManager;
+  readonly #opts: EngineOptions;
+  readonly #images: ImageStore;
+  readonly #id: string;
+  readonly startedAt = Date.now();
+
+  constructor(options: EngineOptions) {
+    this.#opts = options;
+    this.#images = options.images;
+    this.containers = new ContainerManager({
+      root: options.root,
+      images: options.images,
+      snapshots: options.snapshots,
+      runtime: options.runtime,
+      events: this.events,
+      logger: options.logger.child({ module: 'containers' }),
+    });
+    this.#id = options.root;
+  }
+
+  async init(): Promise<void> {
+    await this.containers.init();
+  }
+
+  // ---------------------------------------------------------------- containers
+
+  inspectContainer(ref: string, options: { size?: boolean } = {}): Promise<Json> {
+    const c = this.containers.get(ref);
+    return this.#inspect(c, options);
+  }
+
+  async #inspect(c: ContainerRecord, options: { size?: boolean }): Promise<Json> {
+    const sizeRw = options.size ? await this.containers.sizeRw(c.Id) : undefined;
+    const image = options.size ? await this.#images.resolve(c.Image).catch(() => undefined) : undefined;
+    return containerInspect(c, {
+      execIds: this.containers.execIds(c.Id),
+      sizeRw,
+      sizeRootFs: sizeRw !== undefined ? sizeRw + (image?.size ?? 0) : undefined,
+      upperDir: this.#opts.snapshots.containerUpperPath(c.Id),
+    });
+  }
+
+  async listContainers(options: { all?: boolean; limit?: number; size?: boolean; filters?: Filters }): Promise<Json[]> {
+    const filters = options.filters ?? new Map();
+    const imageIds = new Map<string, string | null>();
+    for (const ref of filters.get('ancestor') ?? [])
+      imageIds.set(ref, (await this.#images.resolve(ref).catch(() => undefined))?.id ?? null);
+    const match = containerMatcher(filters, {
+      resolveContainer: (ref) => {
+        try {
+          return this.containers.get(ref);
+        } catch {
+          return undefined;
+        }
+      },
+      imageMatches: (ref, c) => imageIds.get(ref) === c.Image || c.Config.Image === ref,
+    });
+    const showAll = options.all || filters.has('status') || filters.has('exited') || (options.limit !== undefined && options.limit > 0);
+    let list = this.containers
+      .list()
+      .filter((c) => (showAll ? true : c.State.Running))
+      .filter(match)
+      .sort((a, b) => (a.Created < b.Created ? 1 : -1));
+    if (options.limit !== undefined && options.limit > 0) list = list.slice(0, options.limit);
+    const now = Date.now();
+    return Promise.all(
+      list.map(async (c) => containerSummary(c, { now, sizeRw: options.size ? await this.containers.sizeRw(c.Id) : undefined })),
+    );
+  }
+
+  async pruneContainers(filters: Filters): Promise<Json> {
+    for (const key of filters.keys())
+      if (!['until', 'label', 'label!'].includes(key)) throw new BaleiaError('InvalidArgument', `Invalid filter '${key}'`);
+    const until = filters.get('until')?.map(parseTimeFilter);
+    const result = await this.containers.prune(
+      (c) =>
+        matchLabels(c.Config.Labels, filters.get('label')) &&
+        !(filters.get('label!') ?? []).some((l) => matchLabels(c.Config.Labels, [l])) &&
+        (!until || until.every((t) => Date.parse(c.Created) < t)),
+    );
+    this.events.publish('container', 'prune', '', { reclaimed: String(result.SpaceReclaimed) });
+    return result;
+  }
+
+  // ---------------------------------------------------------------- images
+
+  async #containersPerImage(): Promise<Map<string, number>> {
+    const counts = new Map<string, number>();
+    for (const c of this.containers.list()) counts.set(c.Image, (counts.get(c.Image) ?? 0) + 1);
+    return counts;
+  }
+
+  async listImages(options: { all?: boolean; filters?: Filters; digests?: boolean }): Promise<Json[]> {
+    const filters = options.filters ?? new Map();
+    for (const key of filters.keys())
+      if (!['dangling', 'label', 'before', 'since', 'reference', 'until'].includes(key))
+        throw new BaleiaError('InvalidArgument', `Invalid filter '${key}'`);
+    const images = await this.#images.list();
+    const counts = await this.#containersPerImage();
+    const createdOf = async (ref: string) => (await this.#images.resolve(ref)).created;
+    const before = filters.get('before') ? await Promise.all(filters.get('before')!.map(createdOf)) : undefined;
+    const since = filters.get('since') ? await Promise.all(filters.get('since')!.map(createdOf)) : undefined;
+    const until = filters.get('until')?.map(parseTimeFilter);
+    const dangling = filters.get('dangling');
+    const references = filters.get('reference');
+    const out: Json[] = [];
+    for (const img of images) {
+      const config = await this.#images.getConfig(img);
+      const labels = ((config.config as Json | undefined)?.Labels ?? null) as Record<string, string> | null;
+      if (dangling && dangling.length) {
+        const want = dangling.some((d) => ['true', '1'].includes(d.toLowerCase()));
+        if (want !== (img.repoTags.length === 0)) continue;
+      }
+      if (!matchLabels(labels, filters.get('label'))) continue;
+      if (before && !before.every((t) => img.created < t)) continue;
+      if (since && !since.every((t) => img.created > t)) continue;
+      if (until && !until.every((t) => Date.parse(img.created) < t)) continue;
+      let repoTags = img.repoTags;
+      if (references && references.length) {
+        repoTags = repoTags.filter((tag) => references.some((pattern) => referenceMatches(pattern, tag)));
+        if (repoTags.length === 0) continue;
+      }
+      out.push(imageSummary({ ...img, repoTags }, config, counts.get(img.id) ?? 0));
+    }
+    return out.sort((a, b) => (b.Created as number) - (a.Created as number));
+  }
+
+  async inspectImage(ref: string): Promise<Json> {
+    const img = await this.#images.resolve(ref);
+    return imageInspect(img, await this.#images.getConfig(img));
+  }
+
+  async imageHistory(ref: string): Promise<Json[]> {
+    return this.#images.history(ref);
+  }
+
+  async tagImage(source: string, repo: string, tag: string | undefined): Promise<void> {
+    const img = await this.#images.resolve(source);
+    const ref = familiarName(tag ? `${repo}:${tag}` : repo);
+    await this.#images.tag(img.id, ref);
+    this.events.publish('image', 'tag', img.id, { name: ref });
+  }
+
+  /** `docker rmi`: untag, then delete when no tag is left; refuses images used by containers. */
+  async removeImage(ref: string, options: { force?: boolean; noprune?: boolean } = {}): Promise<Json[]> {
+    const img = await this.#images.resolve(ref);
+    const users = this.containers.list().filter((c) => c.Image === img.id);
+    const byId = img.id.replace(/^sha256:/, '').startsWith(ref.replace(/^sha256:/, '')) && !img.repoTags.includes(familiarName(ref));
+    const out: Json[] = [];
+    if (!byId && img.repoTags.length > 1) {
+      const untagged = familiarName(ref);
+      await this.#images.untag(untagged);
+      this.events.publish('image', 'untag', img.id, { name: untagged });
+      return [{ Untagged: untagged }];
+    }
+    if (users.length > 0) {
+      const running = users.find((c) => c.State.Running);
+      if (!options.force || running)
+        throw conflict(
+          byId
+            ? `conflict: unable to delete ${shortId(img.id)} (${running ? 'cannot be forced' : 'must be forced'}) - image is being used by ${running ? 'running' : 'stopped'} container ${shortId(users[0]!.Id)}`
+            : `conflict: unable to remove repository reference "${ref}" (must force) - container ${shortId(users[0]!.Id)} is using its referenced image ${shortId(img.id)}`,
+        );
+      // Forced with only stopped users: untag everything, keep the image for its containers.
+      for (const tag of img.repoTags) {
+        await this.#images.untag(tag);
+        out.push({ Untagged: tag });
+        this.events.publish('image', 'untag', img.id, { name: tag });
+      }
+      return out;
+    }
+    if (byId && img.repoTags.length > 1 && !options.force)
+      throw conflict(
+        `conflict: unable to delete ${shortId(img.id)} (must be forced) - image is referenced in multiple repositories`,
+      );
+    for (const tag of img.repoTags) {
+      await this.#images.untag(tag);
+      out.push({ Untagged: tag });
+      this.events.publish('image', 'untag', img.id, { name: tag });
+    }
+    for (const digest of img.repoDigests) out.push({ Untagged: digest });
+    for (const deleted of await this.#images.delete(img.id)) out.push({ Deleted: deleted });
+    this.events.publish('image', 'delete', img.id, { name: img.id });
+    return out;
+  }
+
+  async pruneImages(filters: Filters): Promise<Json> {
+    for (const key of filters.keys())
+      if (!['dangling', 'until', 'label', 'label!'].includes(key)) throw new BaleiaError('InvalidArgument', `Invalid filter '${key}'`);
+    const danglingOnly = !(filters.get('dangling') ?? ['true']).some((v) => ['false', '0'].includes(v.toLowerCase()));
+    const until = filters.get('until')?.map(parseTimeFilter);
+    const used = new Set(this.containers.list().map((c) => c.Image));
+    const deleted: Json[] = [];
+    let reclaimed = 0;
+    for (const img of await this.#images.list()) {
+      if (used.has(img.id)) continue;
+      if (danglingOnly && img.repoTags.length > 0) continue;
+      const config = await this.#images.getConfig(img);
+      const labels = ((config.config as Json | undefined)?.Labels ?? null) as Record<string, string> | null;
+      if (!matchLabels(labels, filters.get('label'))) continue;
+      if ((filters.get('label!') ?? []).some((l) => matchLabels(labels, [l]))) continue;
+      if (until && !until.every((t) => Date.parse(img.created) < t)) continue;
+      for (const tag of img.repoTags) {
+        await this.#images.untag(tag);
+        deleted.push({ Untagged: tag });
+      }
+      for (const id of await this.#images.delete(img.id)) deleted.push({ Deleted: id });
+      reclaimed += img.size;
+      this.events.publish('image', 'delete', img.id, { name: img.id });
+    }
+    this.events.publish('image', 'prune', '', { reclaimed: String(reclaimed) });
+    return { ImagesDeleted: deleted.length ? deleted : null, SpaceReclaimed: reclaimed };
+  }
+
+  async importImage(tar: NodeJS.ReadableStream, options: { repo?: string; tag?: string; changes: string[]; message?: string; signal?: AbortSignal }): Promise<ImageRecord> {
+    let ref: string | undefined;
+    if (options.repo) ref = familiarName(options.tag ? `${options.repo}:${options.tag}` : options.repo);
+    const img = await this.#images.importRootfs(tar, { ref, changes: options.changes, message: options.message, signal: options.signal });
+    this.events.publish('image', 'import', img.id, { name: ref ?? img.id });
+    return img;
+  }
+
+  async loadImages(tar: NodeJS.ReadableStream, options: { signal?: AbortSignal } = {}): Promise<Array<{ ref?: string; id: string }>> {
+    const loaded = await this.#images.load(tar, options);
+    for (const l of loaded) this.events.publish('image', 'load', l.id, { name: l.ref ?? l.id });
+    return loaded;
+  }
+
+  async saveImages(refs: string[], options: { signal?: AbortSignal } = {}): Promise<NodeJS.ReadableStream> {
+    for (const ref of refs) {
+      const img = await this.#images.resolve(ref);
+      this.events.publish('image', 'save', img.id, { name: ref });
+    }
+    return this.#images.save(refs, options);
+  }
+
+  // ---------------------------------------------------------------- system
+
+  async info(): Promise<Json> {
+    const containers = this.containers.list();
+    const images = await this.#images.list();
+    const kernel = os.release();
+    const osRelease = await fs.readFile('/etc/os-release', 'utf8').catch(() => '');
+    const prettyName = /^PRETTY_NAME="?([^"\n]*)"?/m.exec(osRelease)?.[1] ?? 'Linux';
+    const versionId = /^VERSION_ID="?([^"\n]*)"?/m.exec(osRelease)?.[1] ?? '';
+    return {
+      ID: this.#id,
+      Containers: containers.length,
+      ContainersRunning: containers.filter((c) => c.State.Running && !c.State.Paused).length,
+      ContainersPaused: containers.filter((c) => c.State.Paused).length,
+      ContainersStopped: containers.filter((c) => !c.State.Running).length,
+      Images: images.length,
+      Driver: 'overlay2',
+      DriverStatus: [['Backing Filesystem', 'extfs'], ['Supports d_type', 'true'], ['Native Overlay Diff', 'true']],
+      Plugins: { Volume: ['local'], Network: ['bridge', 'host', 'null'], Authorization: null, Log: ['json-file', 'local'] },
+      MemoryLimit: true,
+      SwapLimit: true,
+      KernelMemory: false,
+      CpuCfsPeriod: true,
+      CpuCfsQuota: true,
+      CPUShares: true,
+      CPUSet: true,
+      PidsLimit: true,
+      IPv4Forwarding: true,
+      BridgeNfIptables: true,
+      BridgeNfIp6tables: true,
+      Debug: false,
+      NFd: 0,
+      OomKillDisable: this.#opts.cgroupVersion === 1,
+      NGoroutines: 0,
+      SystemTime: new Date().toISOString(),
+      LoggingDriver: 'json-file',
+      CgroupDriver: 'cgroupfs',
+      CgroupVersion: String(this.#opts.cgroupVersion),
+      NEventsListener: 0,
+      KernelVersion: kernel,
+      OperatingSystem: prettyName,
+      OSVersion: versionId,
+      OSType: 'linux',
+      Architecture: os.arch() === 'x64' ? 'x86_64' : os.arch(),
+      IndexServerAddress: 'https://index.docker.io/v1/',
+      RegistryConfig: { AllowNondistributableArtifactsCIDRs: [], AllowNondistributableArtifactsHostnames: [], InsecureRegistryCIDRs: ['127.0.0.0/8'], IndexConfigs: {}, Mirrors: [] },
+      NCPU: os.cpus().length,
+      MemTotal: os.totalmem(),
+      GenericResources: null,
+      DockerRootDir: this.#opts.root,
+      HttpProxy: '',
+      HttpsProxy: '',
+      NoProxy: '',
+      Name: os.hostname(),
+      Labels: [],
+      ExperimentalBuild: false,
+      ServerVersion: '0.1.0',
+      Runtimes: { runc: { path: 'runc' } },
+      DefaultRuntime: 'runc',
+      Swarm: { NodeID: '', NodeAddr: '', LocalNodeState: 'inactive', ControlAvailable: false, Error: '', RemoteManagers: null },
+      LiveRestoreEnabled: true,
+      Isolation: '',
+      InitBinary: 'docker-init',
+      ContainerdCommit: { ID: '', Expected: '' },
+      RuncCommit: { ID: '', Expected: '' },
+      InitCommit: { ID: '', Expected: '' },
+      SecurityOptions: ['name=seccomp,profile=default', ...(this.#opts.cgroupVersion === 2 ? ['name=cgroupns'] : [])],
+      Warnings: [],
+    };
+  }
+
+  async diskUsage(): Promise<Json> {
+    const images = await this.#images.list();
+    const counts = await this.#containersPerImage();
+    const imageViews: Json[] = [];
+    let layersSize = 0;
+    for (const img of images) {
+      layersSize += img.size;
+      imageViews.push(imageSummary(img, await this.#images.getConfig(img), counts.get(img.id) ?? 0));
+    }
+    const containers = await Promise.all(
+      this.containers.list().map(async (c) => containerSummary(c, { sizeRw: await this.containers.sizeRw(c.Id) })),
+    );
+    return { LayersSize: layersSize, Images: imageViews, Containers: containers, Volumes: [], BuildCache: [], BuilderSize: 0 };
+  }
+
+  async shutdown(): Promise<void> {
+    await this.containers.shutdown();
+  }
+}
+
+/** `docker images --filter reference=busy*` matching against familiar names (with and without tag). */
+function referenceMatches(pattern: string, tag: string): boolean {
+  const toRegex = (p: string) => new RegExp('^' + p.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\/]/g, '\\$&')).join('[^/]*') + '$');
+  const name = tag.replace(/:[^:/]+$/, '');
+  const re = toRegex(pattern);
+  return re.test(tag) || re.test(name);
+}
+
+export { describeError, isKind };
