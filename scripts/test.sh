@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole suite: installs what is missing, builds, runs unit tests (sibling *.test.ts under
+# src/) and system tests (test/system, a real baleiad per file) with node's test runner.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+# Unit and seam tests first, then the system tests; both as root against the real kernel.
+mapfile -t unit < <(find dist/src -name '*.test.js' | sort)
+mapfile -t system < <(find dist/test -name '*.test.js' | sort)
+exec node --test --test-concurrency=2 --test-timeout=300000 "${unit[@]}" "${system[@]}"
