@@ -204,7 +204,7 @@ const validId = (id: string) => /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(id);
 
 export class Runtime {
   readonly execRoot: string;
-  readonly #runtimePath: string;
+  #runtimePath: string;
   readonly #conmonPath: string;
   readonly #log: Logger;
   #cgroups?: CgroupInfo;
@@ -222,9 +222,11 @@ export class Runtime {
     await fs.mkdir(path.join(this.execRoot, 'containers'), { recursive: true, mode: 0o700 });
     await fs.mkdir(path.join(this.execRoot, 'exits'), { recursive: true, mode: 0o700 });
     this.#cgroups = await detectCgroups();
+    // conmon wants an absolute runtime path.
     if (!this.#runtimePath.includes('/')) {
-      const found = await run('sh', ['-c', `command -v ${this.#runtimePath}`], { allowFailure: true });
+      const found = await run('sh', ['-c', 'command -v "$0"', this.#runtimePath], { allowFailure: true });
       if (found.code !== 0) throw new BaleiaError('Unavailable', `Cannot find OCI runtime "${this.#runtimePath}" in PATH`);
+      this.#runtimePath = found.stdout.trim();
     }
   }
 
@@ -277,11 +279,10 @@ export class Runtime {
       });
       child.on('exit', (code, sig) => resolve(code ?? 128 + (sig ? 9 : 0)));
     });
-    child.unref();
-    const pipes = (child.stdio.slice(3) as Socket[]).map((s) => {
-      s.unref?.();
-      return s;
-    });
+    // No unref: conmon's first process exits as soon as it has forked the monitor, and we want its
+    // exit status and stderr when it fails before that.
+    // The pipes stay referenced while we wait on them (create/exec destroy them when done).
+    const pipes = child.stdio.slice(3) as Socket[];
     (child.stderr as unknown as { unref?: () => void }).unref?.();
     return { pipes, stderr: () => stderr, exited };
   }
@@ -635,7 +636,7 @@ export class Runtime {
         conmon.pipes.forEach((p) => p.destroy());
         await cleanup();
         const exitCode = startFailureExitCode(reason);
-        const shortReason = reason.replace(/^runc exec failed: /, '');
+        const shortReason = reason.replace(/^(runc exec failed: )?(exec failed: )?/, '');
         return {
           id: execId,
           pid: 0,
