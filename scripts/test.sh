@@ -4,6 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# Tools the interop tests use (no one here wrote them).
+if ! command -v skopeo >/dev/null 2>&1; then
+  echo "test: installing skopeo" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends skopeo >/dev/null 2>&1 || \
+    { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends skopeo >/dev/null; }
+fi
 # Unit and seam tests first, then the system tests; both as root against the real kernel.
 mapfile -t unit < <(find dist/src -name '*.test.js' | sort)
 mapfile -t system < <(find dist/test -name '*.test.js' | sort)

@@ -30,7 +30,7 @@ import {
 } from '../lib/index.js';
 import type { ImageStore } from '../image/index.js';
 import type { Snapshotter } from '../snapshot/index.js';
-import { buildSpec, type Runtime, type AttachSession } from '../runtime/index.js';
+import { buildSpec, hostCapabilities, hostDevices, hostRlimits, type Runtime, type AttachSession, type SpecInput } from '../runtime/index.js';
 import type { EventBus } from './events.js';
 import {
   mergeCreate,
@@ -150,6 +150,7 @@ export class ContainerManager {
   readonly #names = new Map<string, string>(); // '/name' → id
   readonly #execs = new Map<string, ExecRecord>();
   readonly #ncpu = os.cpus().length;
+  #host: Pick<SpecInput, 'hostCapabilities' | 'hostRlimits' | 'cgroupVersion'> = {};
 
   constructor(options: ContainerManagerOptions) {
     this.#root = path.join(options.root, 'containers');
@@ -165,6 +166,11 @@ export class ContainerManager {
   /** Loads records, removes half-created ones and re-adopts containers that kept running. */
   async init(): Promise<void> {
     await fs.mkdir(this.#root, { recursive: true });
+    this.#host = {
+      hostCapabilities: await hostCapabilities(),
+      hostRlimits: await hostRlimits(),
+      cgroupVersion: this.#runtime.cgroups.version,
+    };
     for (const id of await fs.readdir(this.#root)) {
       const dir = path.join(this.#root, id);
       let record: ContainerRecord | undefined;
@@ -347,7 +353,9 @@ export class ContainerManager {
       await ensureDirIn(rootfs, cwd);
       const networkMode = record.HostConfig.NetworkMode;
       await this.#writeEtcFiles(record, networkMode);
-      const spec = buildSpec(this.#specInput(record, rootfs, user, cwd));
+      const input = this.#specInput(record, rootfs, user, cwd);
+      if (input.privileged) input.privilegedDevices = await hostDevices();
+      const spec = buildSpec(input);
       await this.#runtime.create(id, {
         bundle: this.dir(id),
         spec,
@@ -388,7 +396,7 @@ export class ContainerManager {
     }
   }
 
-  #specInput(record: ContainerRecord, rootfs: string, user: { uid: number; gid: number; additionalGids: number[] }, cwd: string) {
+  #specInput(record: ContainerRecord, rootfs: string, user: { uid: number; gid: number; additionalGids: number[] }, cwd: string): SpecInput {
     const hc = record.HostConfig;
     const networkMode = hc.NetworkMode;
     let network: { mode: 'new' } | { mode: 'host' } | { mode: 'path'; path: string } = { mode: 'new' };
@@ -453,6 +461,7 @@ export class ContainerManager {
       shmSize: hc.ShmSize,
       mounts,
       init: Boolean(hc.Init),
+      ...this.#host,
     };
   }
 

@@ -105,7 +105,7 @@ export async function startDaemon(options: { name?: string } = {}): Promise<Daem
     await waitForSocket(socket, proc);
   };
   await launch();
-  const env = { ...process.env, BALEIA_HOST: host };
+  const env: NodeJS.ProcessEnv = { ...process.env, BALEIA_HOST: host };
   delete env.DOCKER_HOST;
   const daemon: Daemon = {
     dir,
