@@ -48,7 +48,7 @@ export function capabilitySet(options: {
   const everything = (options.available ?? allCapabilities).filter((c) =>
     (allCapabilities as readonly string[]).includes(c),
   );
-  if (options.privileged) return [...everything];
+  if (options.privileged) return allCapabilities.filter((c) => everything.includes(c));
   const add = (options.capAdd ?? []).map(normalizeCapability);
   const drop = (options.capDrop ?? []).map(normalizeCapability);
   let set = new Set<string>(drop.includes('ALL') ? [] : defaultCapabilities);

@@ -64,38 +64,54 @@ export function parseLogLine(line: Buffer): ParsedLine | undefined {
   return { ...ts, stream, partial: tag === 0x50, data: Buffer.from(data) };
 }
 
-/** Byte offset where the last `tail` complete entries start, reading backwards in blocks. */
-async function tailOffset(handle: fs.FileHandle, size: number, tail: number): Promise<number> {
-  if (tail <= 0) return size;
+/**
+ * Where to read from for the last `tail` entries, reading backwards in blocks. `emitFrom` is the
+ * first byte of the window (entries completed before it are skipped); `start` may be earlier, to
+ * pick up the partial (P) chunks of an entry in the window that began before it, possibly
+ * interleaved with lines of the other stream.
+ */
+async function tailOffset(handle: fs.FileHandle, size: number, tail: number): Promise<{ start: number; emitFrom: number }> {
+  if (tail <= 0) return { start: size, emitFrom: size };
   const block = 64 * 1024;
   let pos = size;
   let fullLines = 0;
   let carry = Buffer.alloc(0);
+  let emitFrom: number | undefined;
+  let start = 0;
+  const closed = new Set<string>();
+  // Returns true when the scan is complete.
+  const visit = (line: Buffer, offset: number): boolean => {
+    const parsed = parseLogLine(line);
+    if (!parsed) return false;
+    if (emitFrom === undefined) {
+      if (!parsed.partial && ++fullLines > tail) {
+        emitFrom = offset + line.length + 1;
+        start = emitFrom;
+        closed.add(parsed.stream);
+      }
+      return false;
+    }
+    if (!parsed.partial) closed.add(parsed.stream);
+    else if (!closed.has(parsed.stream)) start = offset;
+    return closed.size === 2;
+  };
   while (pos > 0) {
-    const start = Math.max(0, pos - block);
-    const buf = Buffer.alloc(pos - start);
-    await handle.read(buf, 0, buf.length, start);
+    const from = Math.max(0, pos - block);
+    const buf = Buffer.alloc(pos - from);
+    await handle.read(buf, 0, buf.length, from);
     const chunk = Buffer.concat([buf, carry]);
-    // Walk newlines from the end; each line ending with a full ("F") tag completes one entry.
     let end = chunk.length;
     if (pos === size && chunk[end - 1] === 0x0a) end -= 1;
     for (let i = end - 1; i >= 0; i--) {
       if (chunk[i] !== 0x0a) continue;
-      const line = chunk.subarray(i + 1, end);
-      const parsed = parseLogLine(line);
-      if (parsed && !parsed.partial) {
-        fullLines++;
-        if (fullLines > tail) return start + i + 1 + line.length + 1;
-      }
+      if (visit(chunk.subarray(i + 1, end), from + i + 1)) return { start, emitFrom: emitFrom! };
       end = i;
     }
     carry = chunk.subarray(0, end);
-    pos = start;
+    pos = from;
   }
-  // Reached the top: the first line is part of the window only if it is within the last `tail`.
-  const first = parseLogLine(carry);
-  if (first && !first.partial && fullLines + 1 > tail) return carry.length + 1;
-  return 0;
+  visit(carry, 0);
+  return emitFrom === undefined ? { start: 0, emitFrom: 0 } : { start, emitFrom };
 }
 
 const sleep = (ms: number, signal?: AbortSignal) =>
@@ -120,6 +136,7 @@ export async function* readLogs(logPath: string, options: ReadLogsOptions = {}):
   let handle: fs.FileHandle | undefined;
   let ino = 0;
   let offset = 0;
+  let emitFrom = 0;
   const open = async (fromTail: boolean): Promise<boolean> => {
     try {
       handle = await fs.open(logPath, 'r');
@@ -129,7 +146,12 @@ export async function* readLogs(logPath: string, options: ReadLogsOptions = {}):
     }
     const st = await handle.stat();
     ino = st.ino;
-    offset = fromTail && options.tail !== undefined && options.tail >= 0 ? await tailOffset(handle, st.size, options.tail) : 0;
+    if (fromTail && options.tail !== undefined && options.tail >= 0) {
+      ({ start: offset, emitFrom } = await tailOffset(handle, st.size, options.tail));
+    } else {
+      offset = 0;
+      emitFrom = 0;
+    }
     return true;
   };
   let opened = await open(true);
@@ -162,11 +184,18 @@ export async function* readLogs(logPath: string, options: ReadLogsOptions = {}):
           progressed = true;
           offset += bytesRead;
           const data = Buffer.concat([rest, buf.subarray(0, bytesRead)]);
+          const dataOffset = offset - data.length;
           let start = 0;
           for (let nl = data.indexOf(0x0a, start); nl >= 0; nl = data.indexOf(0x0a, start)) {
             const line = parseLogLine(data.subarray(start, nl));
+            const lineOffset = dataOffset + start;
             start = nl + 1;
             if (!line) continue;
+            // Before the tail window only partial chunks of entries completing inside it matter.
+            if (lineOffset < emitFrom && !line.partial) {
+              pending[line.stream] = undefined;
+              continue;
+            }
             const p = pending[line.stream] ?? { parts: [], time: line.time, seconds: line.seconds };
             p.parts.push(line.data);
             if (line.partial) {
