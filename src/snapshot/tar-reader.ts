@@ -111,7 +111,12 @@ function cString(field: Buffer): string {
 }
 
 function checksumOk(block: Buffer): boolean {
-  const stored = parseNumber(block.subarray(148, 156), 'checksum');
+  let stored: number;
+  try {
+    stored = parseNumber(block.subarray(148, 156), 'checksum');
+  } catch {
+    return false;
+  }
   let unsigned = 0;
   let signed = 0;
   for (let i = 0; i < 512; i++) {
