@@ -485,3 +485,41 @@ test('init rolls back a load that a crash interrupted', async () => {
     assert.deepEqual(after, before);
   });
 });
+
+const hasSkopeo = await run('skopeo', ['--version'], { allowFailure: true }).then((r) => r.code === 0, () => false);
+
+test('skopeo reads our saved archive, and archives skopeo writes load in ours', { skip: hasSkopeo ? false : 'skopeo is not installed' }, async () => {
+  await withStore(async ({ images, dir }) => {
+    const l1 = await makeTar([{ name: 'bin/' }, { name: 'bin/tool', content: 'tool' }]);
+    const l2 = await makeTar([{ name: 'etc/conf', content: 'conf' }]);
+    const { tar, id, diffIds } = await legacyArchive([l1, l2], { tags: ['interop/app:1'] });
+    await images.load(Readable.from([tar]));
+    const saved = path.join(dir, 'saved.tar');
+    await fs.writeFile(saved, await collect(images.save(['interop/app:1'])));
+
+    // ours as docker-archive and as oci-archive, through skopeo's eyes
+    const inspect = JSON.parse((await run('skopeo', ['--insecure-policy', 'inspect', `docker-archive:${saved}`])).stdout) as { Layers: string[] };
+    assert.deepEqual(inspect.Layers, diffIds);
+    const config = JSON.parse((await run('skopeo', ['--insecure-policy', 'inspect', '--config', `docker-archive:${saved}`])).stdout) as { rootfs: { diff_ids: string[] } };
+    assert.deepEqual(config.rootfs.diff_ids, diffIds);
+    const ociInspect = JSON.parse((await run('skopeo', ['--insecure-policy', 'inspect', `oci-archive:${saved}`])).stdout) as { Layers: string[] };
+    assert.deepEqual(ociInspect.Layers, diffIds);
+
+    // skopeo's docker-archive (legacy layout, symlinked layer.tar) loads back to the same id
+    const skopeoArchive = path.join(dir, 'skopeo.tar');
+    await run('skopeo', ['--insecure-policy', 'copy', `docker-archive:${saved}`, `docker-archive:${skopeoArchive}:sk/copy:2`]);
+    assert.deepEqual(await images.load(createReadStream(skopeoArchive)), [{ ref: 'sk/copy:2', id }]);
+
+    // skopeo's OCI layout (gzip-compressed layers), tarred up, loads with the name it was given
+    const layout = path.join(dir, 'layout');
+    await run('skopeo', ['--insecure-policy', 'copy', '--dest-compress', `docker-archive:${saved}`, `oci:${layout}:registry.example:5000/x/y:3`]);
+    const layoutTar = path.join(dir, 'layout.tar');
+    await run('tar', ['-C', layout, '-cf', layoutTar, '.']);
+    const loaded = await images.load(createReadStream(layoutTar));
+    assert.equal(loaded.length, 1);
+    assert.equal(loaded[0]!.ref, 'registry.example:5000/x/y:3');
+    const rec = await images.resolve('registry.example:5000/x/y:3');
+    assert.deepEqual(rec.layers.map((l) => l.diffId), diffIds);
+    assert.ok(rec.layers.every((l) => l.mediaType?.endsWith('gzip')), 'layers kept compressed as shipped');
+  });
+});
