@@ -245,6 +245,53 @@ describe('runtime driver (runc + conmon)', { skip }, () => {
     await other.delete(c.id);
   });
 
+  it('keeps a container running when the daemon is SIGKILLed; a new process attaches, execs, kills and waits', async () => {
+    const id = newId();
+    const bundle = path.join(tmp, 'bundles', id);
+    const spec = await specFor(id, { args: ['cat'] });
+    const script = path.join(tmp, `daemon-${id}.mjs`);
+    const runtimeUrl = new URL('./index.js', import.meta.url).href;
+    await fs.writeFile(script, `
+      import { Runtime } from ${JSON.stringify(runtimeUrl)};
+      const rt = new Runtime({ execRoot: ${JSON.stringify(path.join(tmp, 'exec'))} });
+      await rt.init();
+      await rt.create(${JSON.stringify(id)}, { bundle: ${JSON.stringify(bundle)}, spec: ${JSON.stringify(spec)},
+        terminal: false, openStdin: true, logPath: ${JSON.stringify(path.join(bundle, 'log'))} });
+      await rt.start(${JSON.stringify(id)});
+      process.stdout.write('ready\\n');
+      setInterval(() => {}, 1000);
+    `);
+    const { spawn } = await import('node:child_process');
+    const daemon = spawn(process.execPath, [script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve, reject) => {
+      daemon.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+      daemon.on('exit', (code) => reject(new Error(`daemon exited ${code}`)));
+    });
+    daemon.kill('SIGKILL');
+    await new Promise((r) => daemon.once('exit', r));
+
+    const fresh = new Runtime({ execRoot: path.join(tmp, 'exec') });
+    await fresh.init();
+    assert.equal((await fresh.state(id)).status, 'running');
+    const io = await fresh.attach(id);
+    let out = '';
+    io.onData((_s, d) => (out += d.toString()));
+    io.write(Buffer.from('still here\n'));
+    const e = await fresh.exec(id, { args: ['echo', 'exec ok'], env: ['PATH=/bin'], cwd: '/', user: { uid: 0, gid: 0 }, terminal: false, openStdin: false });
+    let execOut = '';
+    e.onData((_s, d) => (execOut += d.toString()));
+    assert.equal((await e.exit).exitCode, 0);
+    assert.equal(execOut, 'exec ok\n');
+    const waiting = fresh.waitExit(id, { signal: AbortSignal.timeout(20000) });
+    for (let i = 0; i < 50 && !out; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(out, 'still here\n');
+    // pid 1 ignores SIGTERM without a handler (as under Docker), so KILL.
+    await fresh.kill(id, 'KILL');
+    assert.equal((await waiting).exitCode, 137);
+    io.close();
+    await fresh.delete(id);
+  });
+
   it('rejects unknown signals and deleting a running container without force', async () => {
     const c = await create({ args: ['sleep', '1000'] });
     await rt.start(c.id);
