@@ -32,6 +32,7 @@ export function connectAttach(socketPath: string): Promise<AttachSession> {
     const output = new PassThrough();
     const listeners: Array<(stream: StdStream, data: Buffer) => void> = [];
     const early: Array<[StdStream, Buffer]> = [];
+    let earlyBytes = 0;
     let resolveClosed!: () => void;
     const closed = new Promise<void>((r) => (resolveClosed = r));
     let ended = false;
@@ -46,7 +47,8 @@ export function connectAttach(socketPath: string): Promise<AttachSession> {
       const stream: StdStream = packet[0] === 3 ? 'stderr' : 'stdout';
       const data = Buffer.from(packet.subarray(1));
       output.write(data);
-      if (listeners.length === 0) early.push([stream, data]);
+      // Kept for the first onData listener, up to 1 MiB (consumers of `output` never add one).
+      if (listeners.length === 0 && (earlyBytes += data.length) <= 1 << 20) early.push([stream, data]);
       for (const l of listeners) l(stream, data);
     });
     sock.on('end', finish);
