@@ -523,3 +523,53 @@ test('skopeo reads our saved archive, and archives skopeo writes load in ours', 
     assert.ok(rec.layers.every((l) => l.mediaType?.endsWith('gzip')), 'layers kept compressed as shipped');
   });
 });
+
+test('a load killed with SIGKILL mid-way leaves nothing once the stores are opened again', async () => {
+  await withStore(async ({ root, dir, content, snapshots }) => {
+    const before = await snapshotState(root);
+    const small = await makeTar([{ name: 'small', content: 'small' }]);
+    const big = await makeTar([{ name: 'big', content: Buffer.alloc(64 << 20, 7) }]);
+    const { tar } = await legacyArchive([small, big], { tags: ['killed:1'] });
+    const archive = path.join(dir, 'archive.tar');
+    await fs.writeFile(archive, tar);
+    const dist = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+    const script = path.join(dir, 'load.mjs');
+    // Slow the archive down so the kill lands while layers are being unpacked.
+    await fs.writeFile(
+      script,
+      `import { ContentStore } from '${dist}/content/index.js';
+import { Snapshotter } from '${dist}/snapshot/index.js';
+import { ImageStore } from '${dist}/image/index.js';
+import { createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+const root = ${JSON.stringify(root)};
+const content = new ContentStore(root); const snapshots = new Snapshotter(root);
+await content.init(); await snapshots.init();
+const images = new ImageStore({ root, content, snapshots }); await images.init();
+async function* slow() { for await (const c of createReadStream(${JSON.stringify(archive)}, { highWaterMark: 1 << 20 })) { yield c; await sleep(5); } }
+await images.load(Readable.from(slow()));
+`,
+    );
+    const { spawn } = await import('node:child_process');
+    const child = spawn(process.execPath, [script], { stdio: 'ignore' });
+    const exited = new Promise((resolve) => child.on('exit', resolve));
+    const layers = path.join(root, 'snapshots', 'layers');
+    // wait until the first layer is committed and the second is half-extracted
+    for (let i = 0; i < 2000; i++) {
+      const names = await fs.readdir(layers).catch(() => [] as string[]);
+      if (names.some((n) => n.startsWith('.tmp-')) && names.some((n) => /^[0-9a-f]{64}$/.test(n))) break;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    child.kill('SIGKILL');
+    await exited;
+    const leftover = await fs.readdir(layers);
+    assert.ok(leftover.length > 0, 'the kill landed mid-load');
+    await content.init();
+    await snapshots.init();
+    const images = new ImageStore({ root, content, snapshots });
+    await images.init();
+    assert.deepEqual(await images.list(), []);
+    assert.deepEqual(await snapshotState(root), before);
+  });
+});

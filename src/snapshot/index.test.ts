@@ -262,3 +262,23 @@ test('a container with many layers mounts within the option limit, and one with 
     await snaps.removeContainer('none');
   });
 });
+
+test('binary xattr values from GNU tar PAX headers survive byte for byte', async () => {
+  await withSnapshotter(async (snaps, root) => {
+    const src = path.join(root, 'src');
+    await fs.mkdir(src);
+    await fs.writeFile(path.join(src, 'bin'), 'x');
+    const value = Buffer.from([0x01, 0x00, 0x00, 0x02, 0xff, 0xfe, 0x80, 0x00]);
+    await run('/usr/bin/python3', ['-c', `import os,sys; os.setxattr(sys.argv[1], 'user.bin', bytes.fromhex('${value.toString('hex')}'))`, path.join(src, 'bin')]);
+    const tarFile = path.join(root, 'x.tar');
+    await run('tar', ['--xattrs', '--xattrs-include=user.*', '--format=posix', '-C', src, '-cf', tarFile, 'bin']);
+    const tar = await fs.readFile(tarFile);
+    await snaps.applyLayer(sha(tar), Readable.from([tar]));
+    const sys = new Sys();
+    try {
+      assert.deepEqual((await sys.getxattrs(path.join(snaps.layerPath(sha(tar)), 'bin'))).get('user.bin'), value);
+    } finally {
+      await sys.close();
+    }
+  });
+});
