@@ -952,7 +952,9 @@ export class ContainerManager {
       }
     }
     void session.exit.then(
-      ({ exitCode }) => {
+      ({ exitCode, error }) => {
+        // A command that could not start: Docker writes runc's reason into the stream.
+        if (error && attacher) attacher.write(1, Buffer.from(`${error}\r\n`));
         exec.ExitCode = exitCode;
         exec.Running = false;
         exec.session = undefined;
