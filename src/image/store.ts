@@ -47,14 +47,15 @@ export interface ImageConfig {
   [k: string]: unknown;
 }
 
-export interface HistoryEntry {
+/** A type alias, not an interface, so it is assignable to Record<string, unknown> (JSON bodies). */
+export type HistoryEntry = {
   Id: string;
   Created: number;
   CreatedBy: string;
   Tags: string[] | null;
   Size: number;
   Comment: string;
-}
+};
 
 type StoredRecord = Omit<ImageRecord, 'repoTags' | 'repoDigests'>;
 
