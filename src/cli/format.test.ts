@@ -1,0 +1,24 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { formatList, resolveFormat, tabwrite } from './format.js';
+
+test('tabwrite pads cells to the widest plus three, min ten', () => {
+  assert.equal(tabwrite(['A\tBB\tC', 'xxxxxxxxxxxx\ty\tz']), 'A              BB        C\nxxxxxxxxxxxx   y         z\n');
+});
+
+test('table formats render a header from field names', () => {
+  const rows = [{ ID: 'abc', Name: 'one' }, { ID: 'defghi', Name: 'two' }];
+  const out = formatList(rows, { format: undefined, defaultFormat: 'table {{.ID}}\t{{.Name}}', headers: { ID: 'CONTAINER ID', Name: 'NAMES' } });
+  assert.equal(out, 'CONTAINER ID   NAMES\nabc            one\ndefghi         two\n');
+});
+
+test('raw and json formats print one line per row', () => {
+  const rows = [{ ID: 'a' }, { ID: 'b' }];
+  assert.equal(formatList(rows, { format: '{{.ID}}', defaultFormat: 'table {{.ID}}', headers: {} }), 'a\nb\n');
+  assert.equal(formatList(rows, { format: 'json', defaultFormat: 'table {{.ID}}', headers: {} }), '{"ID":"a"}\n{"ID":"b"}\n');
+});
+
+test('table with an escaped tab and a custom template', () => {
+  assert.deepEqual(resolveFormat('table {{.ID}}\\t{{.Name}}', 'table {{.X}}'), { table: true, template: '{{.ID}}\t{{.Name}}' });
+  assert.deepEqual(resolveFormat('table', 'table {{.X}}'), { table: true, template: '{{.X}}' });
+});
