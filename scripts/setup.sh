@@ -13,6 +13,8 @@ have iptables || need_pkgs+=(iptables)
 [ -x /usr/bin/tini-static ] || need_pkgs+=(tini)
 dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
 have ip || need_pkgs+=(iproute2)
+have python3 || need_pkgs+=(python3)
+have zstd || need_pkgs+=(zstd)
 have ps || need_pkgs+=(procps)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
