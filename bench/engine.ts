@@ -504,7 +504,8 @@ async function startDocker(tmp: string, o: Options): Promise<Engine> {
   const cgroupParent = `/${path.basename(tmp)}-docker`;
   mkdirSync(dataRoot, { recursive: true });
   mkdirSync(execRoot, { recursive: true });
-  writeFileSync(configFile, '{}\n');
+  // dockerd 20.10 would otherwise create /etc/docker/key.json (its deprecated trust key).
+  writeFileSync(configFile, JSON.stringify({ 'deprecated-key-path': path.join(dir, 'key.json') }) + '\n');
 
   // The default network: a private bridge of our own with no iptables, NAT or forwarding, so a
   // container on it reaches nothing but the bridge. `--network none` is what both engines compare.
