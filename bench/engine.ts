@@ -969,6 +969,22 @@ async function main(): Promise<void> {
   await sleep(2000);
   memRow('idle memory (after load)', 'VmRSS sum');
 
+  // What a client costs before it talks to any engine: explains most of the "own CLI" rows.
+  {
+    const startup: Array<[string, string, string[]]> = [
+      ['docker --version', dockerCli, ['--version']],
+      ['baleia --version', process.execPath, [cliMain, '--version']],
+      ['node -e 0', process.execPath, ['-e', '0']],
+    ];
+    const times = startup.map(() => [] as number[]);
+    for (let i = 0; i < o.warmup + o.iterations; i++)
+      for (const [k, [, cmd, args]] of startup.entries()) {
+        const r = await runCommand(cmd, args, baseEnv);
+        if (i >= o.warmup && r.code === 0) times[k]!.push(r.ms);
+      }
+    info.push(['client start-up, no daemon (median ms)', startup.map(([name], k) => `${name} ${fmtMs(quantile(times[k]!, 0.5))}`).join(', ')]);
+  }
+
   const variants: Variant[] = [];
   for (const c of ['docker', 'baleia'] as const) {
     if (!o.clients.has(c)) continue;
