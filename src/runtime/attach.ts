@@ -7,6 +7,8 @@
  * conmon was started with --leave-stdin-open.
  */
 import { SeqpacketSocket } from 'node-unix-socket';
+import { closeSync, openSync } from 'node:fs';
+import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { BaleiaError } from '../lib/index.js';
 
@@ -58,8 +60,21 @@ export function connectAttach(socketPath: string): Promise<AttachSession> {
       finish();
     });
     let connected = false;
+    // sun_path holds 108 bytes: reach a socket in a deep directory through a directory fd.
+    let dirFd: number | undefined;
+    let target = socketPath;
+    if (Buffer.byteLength(socketPath) > 100) {
+      dirFd = openSync(path.dirname(socketPath), 'r');
+      target = `/proc/self/fd/${dirFd}/${path.basename(socketPath)}`;
+    }
+    const releaseDir = () => {
+      if (dirFd !== undefined) closeSync(dirFd);
+      dirFd = undefined;
+    };
+    sock.on('error', releaseDir);
     try {
-      sock.connect(socketPath, () => {
+      sock.connect(target, () => {
+        releaseDir();
         connected = true;
         resolve({
           output,

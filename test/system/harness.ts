@@ -186,3 +186,6 @@ export async function bootstrapBusybox(daemon: Daemon): Promise<void> {
   const r = await daemon.cli(['image', 'bootstrap', 'busybox'], { timeoutMs: 120_000 });
   if (r.code !== 0) throw new Error(`bootstrap failed (${r.code}): ${r.stderr}${r.stdout}\n--- daemon log ---\n${daemon.logs().slice(-3000)}`);
 }
+
+/** Which CLIs the tables run through (`BALEIA_TEST_CLIENTS=docker` to debug one side). */
+export const enabledClients = (process.env.BALEIA_TEST_CLIENTS ?? 'baleia,docker').split(',');

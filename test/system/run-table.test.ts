@@ -4,7 +4,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { bootstrapBusybox, hasDocker, startDaemon, type Daemon, type RunResult } from './harness.js';
+import { bootstrapBusybox, enabledClients, hasDocker, startDaemon, type Daemon, type RunResult } from './harness.js';
 
 interface Row {
   name: string;
@@ -45,19 +45,21 @@ const rows: Row[] = [
   { name: 'an invalid memory value is refused', args: ['run', '--rm', '-m', '1k', 'busybox', 'true'], code: 125, stderr: /Minimum memory limit/ },
   { name: '--cap-drop removes a capability', args: ['run', '--rm', '--cap-drop', 'CHOWN', 'busybox', 'chown', 'nobody', '/tmp'], code: 1 },
   { name: 'the default capabilities allow chown', args: ['run', '--rm', 'busybox', 'chown', 'nobody', '/tmp'], code: 0 },
-  { name: 'NET_ADMIN is not granted by default', args: ['run', '--rm', 'busybox', 'ip', 'link', 'set', 'lo', 'down'], code: 1 },
+  { name: 'NET_ADMIN is not granted by default', args: ['run', '--rm', 'busybox', 'ip', 'link', 'set', 'lo', 'down'], code: 2, stderr: /Operation not permitted/ },
   { name: '--cap-add grants a capability', args: ['run', '--rm', '--cap-add', 'NET_ADMIN', 'busybox', 'ip', 'link', 'set', 'lo', 'down'], code: 0 },
   { name: '--privileged grants everything', args: ['run', '--rm', '--privileged', 'busybox', 'ip', 'link', 'set', 'lo', 'down'], code: 0 },
   { name: '--ulimit sets a limit', args: ['run', '--rm', '--ulimit', 'nofile=512:1024', 'busybox', 'sh', '-c', 'ulimit -n'], code: 0, stdout: '512\n' },
   { name: '--shm-size sizes /dev/shm', args: ['run', '--rm', '--shm-size', '16m', 'busybox', 'sh', '-c', "df -k /dev/shm | tail -1 | awk '{print $2}'"], code: 0, stdout: '16384\n' },
   { name: '--sysctl sets a namespaced sysctl', args: ['run', '--rm', '--sysctl', 'net.ipv4.ip_forward=1', 'busybox', 'cat', '/proc/sys/net/ipv4/ip_forward'], code: 0, stdout: '1\n' },
-  { name: '/proc/kcore is masked', args: ['run', '--rm', 'busybox', 'sh', '-c', 'wc -c < /proc/kcore'], code: 0, stdout: /^\s*0\n$/ },
+  { name: '/proc/timer_list is masked', args: ['run', '--rm', 'busybox', 'sh', '-c', 'wc -c < /proc/timer_list'], code: 0, stdout: /^\s*0\n$/ },
+  { name: '/proc/sys is read-only', args: ['run', '--rm', 'busybox', 'sh', '-c', 'echo 1 > /proc/sys/kernel/domainname'], code: 1, stderr: /Read-only file system/ },
 ];
 
 const clients: Array<{ name: string; run: (d: Daemon, args: string[], input?: string) => Promise<RunResult> }> = [
   { name: 'baleia', run: (d, args, input) => d.cli(args, { input }) },
 ];
-if (hasDocker) clients.push({ name: 'docker', run: (d, args, input) => d.docker(args, { input }) });
+if (!enabledClients.includes('baleia')) clients.pop();
+if (hasDocker && enabledClients.includes('docker')) clients.push({ name: 'docker', run: (d, args, input) => d.docker(args, { input }) });
 
 describe('run: the exit-code and output table', () => {
   let daemon: Daemon;
