@@ -80,9 +80,13 @@ describe('survival, limits and clean failures', () => {
   });
 
   test('a fork bomb stops at --pids-limit', async () => {
-    const r = await daemon.cli(['run', '--rm', '--pids-limit', '20', 'busybox', 'sh', '-c', 'for i in $(seq 1 60); do sleep 5 & done 2>/dev/null; echo $(ls -d /proc/[0-9]* | wc -l)']);
+    // Only shell builtins after the bomb: no fork is left to spare.
+    const script = '( for i in $(seq 1 60); do sleep 5 & done ) 2>/dev/null; ' +
+      '{ read n < /sys/fs/cgroup/pids/pids.current || read n < /sys/fs/cgroup/pids.current; } 2>/dev/null; echo "$n"';
+    const r = await daemon.cli(['run', '--rm', '--pids-limit', '20', 'busybox', 'sh', '-c', script]);
     ok(r, 'fork bomb run');
-    assert.ok(Number(r.stdout.trim()) <= 21, `processes: ${r.stdout}`);
+    const n = Number(r.stdout.trim());
+    assert.ok(n >= 15 && n <= 20, `processes in the cgroup: ${r.stdout}`);
   });
 
   test('a failed start leaves no mount, conmon or runtime state behind', async () => {
