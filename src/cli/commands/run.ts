@@ -11,6 +11,7 @@ import { errorText, pullImage, startFailureStatus } from '../common.js';
 import { buildCreateRequest, containerFlags, parseKvFile, runOnlyFlags, type CreateRequest } from '../container-options.js';
 import type { Cli } from '../context.js';
 import { UsageError, type FlagSpec } from '../flags.js';
+import { familiarString, parseReference, withDefaultTag } from '../reference.js';
 import { attachStreams, consoleSize, monitorTtySize, proxySignals } from '../stdio.js';
 
 interface WaitResult {
@@ -29,7 +30,7 @@ async function createContainer(cli: Cli, client: EngineClient, req: CreateReques
   } catch (err) {
     const missing = isKind(err, 'NotFound') && /no such image/i.test((err as Error).message);
     if (!missing || options.pull === 'never') throw err;
-    cli.err(`Unable to find image '${image}' locally\n`);
+    cli.err(`Unable to find image '${familiarString(withDefaultTag(parseReference(image)))}' locally\n`);
     await pullImage(cli, client, image, { out: cli.io.stderr, quiet: options.quiet, platform: req.platform });
     created = await client.json('POST', '/containers/create', { query, body: req.body });
   }
@@ -39,14 +40,20 @@ async function createContainer(cli: Cli, client: EngineClient, req: CreateReques
   return created.Id;
 }
 
-/** Start waiting on its own connection; resolves once the daemon answered the headers. */
-async function beginWait(client: EngineClient, id: string, condition?: string): Promise<Promise<WaitResult>> {
+/**
+ * Start waiting on its own connection; resolves once the daemon answered the headers, with the
+ * body still to come (wrapped: awaiting a bare promise would wait for the exit).
+ */
+async function beginWait(client: EngineClient, id: string, condition?: string): Promise<{ result: Promise<WaitResult> }> {
   const res = await client.request('POST', `/containers/${id}/wait`, { query: condition ? { condition } : {} });
-  return readAll(res.body).then((b) => {
+  const result = readAll(res.body).then((b) => {
     const text = b.toString('utf8').trim();
     if (!text) return { StatusCode: -1, Error: { Message: 'the daemon closed the wait without a status' } };
     return JSON.parse(text.split('\n')[0]!) as WaitResult;
   });
+  // Observed later; never let an early failure go unhandled.
+  result.catch(() => {});
+  return { result };
 }
 
 function attachQuery(streams: { stdin: boolean; stdout: boolean; stderr: boolean }) {
@@ -105,7 +112,7 @@ async function runContainer(cli: Cli, flags: import('../flags.js').ParsedFlags, 
       const { detached } = await attached.done;
       if (detached) return 0;
     }
-    const status = await waitBody;
+    const status = await waitBody.result;
     if (status.Error?.Message) {
       cli.err(`Error response from daemon: ${status.Error.Message}\n`);
       return 125;
@@ -140,7 +147,8 @@ export const createCommand: Command = {
   flags: containerFlags,
   stopAtPositional: true,
   args: { min: 1 },
-  errorStatus: 125,
+  // The docker CLI exits 1 when the daemon refuses a create (125 is for run and bad flags).
+  errorStatus: 1,
   async run(cli, { flags, args }) {
     // `create` attaches the default streams in the config, like `run` without -d.
     const req = buildCreateRequest(flags, args, { detach: false, consoleSize: flags.bool('tty') ? consoleSize(cli) : [0, 0] });
@@ -183,7 +191,7 @@ async function attachAndWait(
   try {
     const { detached } = await attached.done;
     if (detached) return 0;
-    const status = await waitBody;
+    const status = await waitBody.result;
     if (status.Error?.Message) {
       cli.err(`Error response from daemon: ${status.Error.Message}\n`);
       return 125;
