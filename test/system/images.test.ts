@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { bootstrapBusybox, hasDocker, runCommand, startDaemon, type Daemon, type RunResult } from './harness.js';
+import { bootstrapBusybox, hasDocker, repoRoot, runCommand, startDaemon, type Daemon, type RunResult } from './harness.js';
 
 const ok = (r: RunResult, what: string) => assert.equal(r.code, 0, `${what}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
 
@@ -135,6 +135,28 @@ describe('images', () => {
     ok(await daemon.cli(['load', '-i', out]), 'load skopeo archive');
     const run = await daemon.cli(['run', '--rm', 'skopeo/bb:1', 'echo', 'skopeo']);
     assert.equal(run.stdout, 'skopeo\n');
+  });
+
+  test('an archive written by docker save (dockerd 20.10) loads and runs', async () => {
+    const fixture = path.join(repoRoot, 'test/fixtures/dockerd-20.10-save.tar.gz');
+    const load = await daemon.cli(['load', '-i', fixture]);
+    ok(load, 'load');
+    assert.match(load.stdout, /Loaded image: dockerref\/bb:2/);
+    const run = await daemon.cli(['run', '--rm', 'dockerref/bb:2', 'sh', '-c', 'cat /etc/origin /etc/second; echo $MADE_BY']);
+    ok(run, 'run');
+    assert.equal(run.stdout, 'made by dockerd 20.10\nlayer2\ndockerd\n');
+    const defaultCmd = await daemon.cli(['run', '--rm', 'dockerref/bb:2']);
+    assert.equal(defaultCmd.stdout, 'made by dockerd 20.10\n');
+    const history = await daemon.cli(['history', '--format', '{{.CreatedBy}}', 'dockerref/bb:2']);
+    assert.match(history.stdout, /ENV MADE_BY=dockerd/);
+    assert.match(history.stdout, /echo layer2/);
+    if (hasDocker) {
+      ok(await daemon.docker(['rmi', 'dockerref/bb:2']), 'docker rmi');
+      const dload = await daemon.docker(['load', '-i', fixture]);
+      ok(dload, 'docker load');
+      const drun = await daemon.docker(['run', '--rm', 'dockerref/bb:2']);
+      assert.equal(drun.stdout, 'made by dockerd 20.10\n');
+    }
   });
 
   test('a corrupt or incomplete archive is refused and nothing stored is damaged', async () => {
