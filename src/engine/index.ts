@@ -78,7 +78,7 @@ export class Engine {
   }
 
   async listContainers(options: { all?: boolean; limit?: number; size?: boolean; filters?: Filters }): Promise<Json[]> {
-    const filters = options.filters ?? new Map();
+    const filters: Filters = options.filters ?? new Map();
     const imageIds = new Map<string, string | null>();
     for (const ref of filters.get('ancestor') ?? [])
       imageIds.set(ref, (await this.#images.resolve(ref).catch(() => undefined))?.id ?? null);
@@ -128,7 +128,7 @@ export class Engine {
   }
 
   async listImages(options: { all?: boolean; filters?: Filters; digests?: boolean }): Promise<Json[]> {
-    const filters = options.filters ?? new Map();
+    const filters: Filters = options.filters ?? new Map();
     for (const key of filters.keys())
       if (!['dangling', 'label', 'before', 'since', 'reference', 'until'].includes(key))
         throw new BaleiaError('InvalidArgument', `Invalid filter '${key}'`);
