@@ -130,8 +130,12 @@ export class EngineClient {
   #version: string | undefined;
   #negotiating: Promise<string> | undefined;
 
-  constructor(options: { host?: string; version?: string } = {}) {
+  /** Called with each request line as it goes out (debug logs). */
+  onRequest: ((line: string) => void) | undefined;
+
+  constructor(options: { host?: string; version?: string; onRequest?: (line: string) => void } = {}) {
     this.host = options.host ?? defaultHost;
+    this.onRequest = options.onRequest;
     this.#endpoint = parseHost(this.host);
     this.#version = options.version;
     // One kept-alive connection is reused for sequential requests, like the docker CLI.
@@ -225,6 +229,7 @@ export class EngineClient {
   async #send(method: string, path: string, options: RequestOptions): Promise<EngineResponse> {
     const fullPath = await this.#path(path, { ...options, unversioned: options.unversioned ?? path === '/_ping' });
     const { headers, payload } = this.#bodyHeaders(options);
+    this.onRequest?.(`${method} ${fullPath}`);
     return new Promise<EngineResponse>((resolve, reject) => {
       const req = http.request(this.#requestOptions(method, fullPath, headers, this.#agent), (res) => {
         resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res });
@@ -300,6 +305,7 @@ export class EngineClient {
       throw new BaleiaError('InvalidArgument', 'Cannot hijack with a streamed body');
     }
     if (!headers['Content-Type']) headers['Content-Type'] = 'text/plain';
+    this.onRequest?.(`${method} ${fullPath} (upgrade)`);
     return new Promise<Duplex>((resolve, reject) => {
       // Its own connection: the socket leaves the pool for good.
       const req = http.request(this.#requestOptions(method, fullPath, headers, false));

@@ -43,7 +43,7 @@ export class Cli {
 
   /** The client without connecting (for commands that tolerate a missing daemon). */
   get rawClient(): EngineClient {
-    this.#client ??= new EngineClient({ host: this.host });
+    this.#client ??= new EngineClient({ host: this.host, onRequest: this.debug ? (line) => this.log(line) : undefined });
     return this.#client;
   }
 

@@ -3,6 +3,7 @@
  * stdout/stderr (raw when the container has a TTY), stdin piped in (raw mode for a TTY), the
  * detach keys (Ctrl-P Ctrl-Q), TTY resizes and signal forwarding.
  */
+import { spawnSync } from 'node:child_process';
 import type { Duplex } from 'node:stream';
 import { demuxStdcopy, type EngineClient } from '../api/client.js';
 import type { Cli } from './context.js';
@@ -89,6 +90,9 @@ export function attachStreams(cli: Cli, socket: Duplex, options: AttachOptions):
   if (options.stdin) {
     if (options.tty && stdin.isTTY) {
       stdin.setRawMode(true);
+      // libuv's raw mode keeps output processing (ONLCR); the container's TTY already wrote
+      // \r\n, so turn it off like cfmakeraw does. setRawMode(false) restores the saved termios.
+      spawnSync('stty', ['-opost'], { stdio: [(stdin as unknown as { fd: number }).fd, 'ignore', 'ignore'] });
       rawMode = true;
     }
     stdin.on('data', onInput);

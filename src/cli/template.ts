@@ -481,13 +481,11 @@ export function printValue(v: Value): string {
     .join(' ')}]`;
 }
 
-/** JSON without the method fields of a formatting context; keys sorted like Go's map marshal. */
+/** JSON as Go's json.Marshal writes it: `<`, `>`, `&`, U+2028 and U+2029 escaped; methods left out. */
 export function toJson(v: Value): string {
   if (v === undefined) return 'null';
-  return JSON.stringify(v, (_k, value: Value) => {
-    if (typeof value === 'bigint') return Number(value);
-    return value;
-  });
+  const text = JSON.stringify(v, (_k, value: Value) => (typeof value === 'bigint' ? Number(value) : value)) ?? 'null';
+  return text.replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 function compare(a: Value, b: Value): number {

@@ -132,6 +132,7 @@ export function containerContext(c: ContainerSummary, options: { trunc: boolean;
     Networks: Object.keys(c.NetworkSettings?.Networks ?? {})
       .sort()
       .join(','),
+    Platform: null,
     Ports: displayPorts(c.Ports ?? []),
     RunningFor: timeAgo(c.Created, options.now),
     Size:

@@ -55,7 +55,7 @@ export function imageRows(images: readonly ImageSummary[], options: { trunc: boo
         Size: humanSize(image.Size, 3),
         Tag: tag,
         UniqueSize: image.SharedSize === undefined || image.SharedSize < 0 ? 'N/A' : humanSize(image.Size - image.SharedSize, 3),
-        VirtualSize: humanSize(image.VirtualSize ?? image.Size, 3),
+        VirtualSize: humanSize(image.VirtualSize ?? image.Size),
       });
       rows.push(ctx);
     };

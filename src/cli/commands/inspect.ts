@@ -21,13 +21,7 @@ const routes: Record<ObjectType, (name: string, size: boolean) => { path: string
   volume: (n) => ({ path: `/volumes/${enc(n)}` }),
 };
 
-const notFoundText: Record<ObjectType | 'object', (n: string) => string> = {
-  container: (n) => `No such container: ${n}`,
-  image: (n) => `No such image: ${n}`,
-  network: (n) => `No such network: ${n}`,
-  volume: (n) => `No such volume: ${n}`,
-  object: (n) => `No such object: ${n}`,
-};
+const notFoundText = { object: (n: string) => `No such object: ${n}` };
 
 async function fetchObject(client: EngineClient, type: ObjectType, name: string, size: boolean): Promise<unknown> {
   const route = routes[type](name, size);
@@ -57,7 +51,8 @@ export async function inspectObjects(
       }
     }
     if (value === undefined) {
-      if (isKind(lastError, 'NotFound')) errors.push(`Error: ${notFoundText[options.type ?? 'object'](name)}`);
+      // Typed lookups print the daemon's answer; the untyped walk ends in "No such object".
+      if (isKind(lastError, 'NotFound') && !options.type) errors.push(`Error: ${notFoundText.object(name)}`);
       else errors.push(errorText(lastError));
       continue;
     }
