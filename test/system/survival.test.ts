@@ -100,8 +100,36 @@ describe('survival, limits and clean failures', () => {
     assert.equal(conmonsOf(daemon.execRoot).length, conmonsBefore);
     assert.deepEqual(mountsUnder(path.join(daemon.root, 'snapshots', 'containers', id)), []);
     assert.equal(existsSync(path.join(daemon.execRoot, 'runc', id)), false);
+    for (const controller of ['memory', 'pids', 'cpu', 'unified'])
+      assert.equal(existsSync(path.join('/sys/fs/cgroup', controller, 'baleia', id)), false, `${controller} cgroup left`);
     ok(await daemon.cli(['rm', 'broken']), 'rm');
     assert.equal(existsSync(path.join(daemon.root, 'containers', id)), false);
+  });
+
+  test('a TTY container follows resize requests', async () => {
+    const create = await fetchSocket(daemon.socket, 'POST', '/v1.41/containers/create?name=tty-resize', JSON.stringify({ Image: 'busybox', Cmd: ['sleep', '60'], Tty: true, OpenStdin: true }));
+    assert.equal(create.status, 201, create.body);
+    ok(await daemon.cli(['start', 'tty-resize']), 'start');
+    const resize = await fetchSocket(daemon.socket, 'POST', '/v1.41/containers/tty-resize/resize?h=40&w=123');
+    assert.equal(resize.status, 200, resize.body);
+    const bad = await fetchSocket(daemon.socket, 'POST', '/v1.41/containers/tty-resize/resize?h=x&w=1');
+    assert.equal(bad.status, 400);
+    // The container's terminal is the one conmon holds: read its size through /proc/1/fd/0.
+    let size = '';
+    for (let i = 0; i < 20 && size !== '40 123'; i++) {
+      size = (await daemon.cli(['exec', 'tty-resize', 'sh', '-c', 'stty size < /proc/1/fd/0'])).stdout.trim();
+      if (size !== '40 123') await sleep(100);
+    }
+    assert.equal(size, '40 123');
+    ok(await daemon.cli(['rm', '-f', 'tty-resize']), 'rm');
+  });
+
+  test('attach follows a running container until it exits', async () => {
+    ok(await daemon.cli(['run', '-d', '--name', 'att', 'busybox', 'sh', '-c', 'sleep 1; echo attached-out; exit 4']), 'run');
+    const attached = await daemon.cli(['attach', 'att']);
+    assert.equal(attached.stdout, 'attached-out\n');
+    assert.equal(attached.code, 4);
+    ok(await daemon.cli(['rm', 'att']), 'rm');
   });
 
   test('malformed requests get a clear 400 and nothing changes', async () => {
