@@ -5,10 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # Tools the interop tests use (no one here wrote them).
-if ! command -v skopeo >/dev/null 2>&1; then
-  echo "test: installing skopeo" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends skopeo >/dev/null 2>&1 || \
-    { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends skopeo >/dev/null; }
+missing=()
+command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
+command -v podman >/dev/null 2>&1 || missing+=(podman)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "test: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || \
+    { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
 fi
 # Unit and seam tests first, then the system tests; both as root against the real kernel.
 mapfile -t unit < <(find dist/src -name '*.test.js' | sort)

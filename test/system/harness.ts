@@ -131,6 +131,8 @@ export async function startDaemon(options: { name?: string } = {}): Promise<Daem
     async cleanup() {
       await daemon.stop({ kill: true }).catch(() => {});
       cleanupRoot({ root, execRoot });
+      // Anything else a test mounted under its directory (another engine's storage).
+      for (const m of mountsUnder(dir)) spawnSync('umount', ['-l', m], { stdio: 'ignore' });
       rmSync(dir, { recursive: true, force: true });
     },
     logs: () => log,
@@ -166,6 +168,14 @@ export function cleanupRoot(paths: { root: string; execRoot: string }): void {
     .sort((a, b) => b.length - a.length);
   for (const m of mounts) spawnSync('umount', ['-l', m], { stdio: 'ignore' });
   for (const id of ids) removeCgroups(id);
+}
+
+export function mountsUnder(dir: string): string[] {
+  return readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[1]?.replace(/\\040/g, ' '))
+    .filter((m): m is string => !!m && m.startsWith(dir + '/'))
+    .sort((a, b) => b.length - a.length);
 }
 
 function removeCgroups(id: string): void {
