@@ -175,14 +175,15 @@ const alive = (pid: number | undefined): boolean => {
     return false;
   }
 };
-const firstLine = (s: string) =>
-  s
+/** A short error summary: the first line that names an error (a crash's stack is long), else the last lines. */
+const firstLine = (s: string) => {
+  const lines = s
     .split('\n')
     .map((l) => l.trim())
-    .filter(Boolean)
-    .slice(-3)
-    .join(' | ')
-    .slice(0, 300);
+    .filter(Boolean);
+  const named = lines.find((l) => /^(\w*Error|error)\b|Error:|Error response/.test(l));
+  return (named ?? lines.slice(-3).join(' | ')).slice(0, 300);
+};
 
 function which(cmd: string): string | undefined {
   for (const dir of (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':')) {
@@ -709,6 +710,7 @@ interface Series {
 
 const results = new Map<string, Series>(); // key: `${op}|${client}|${engine}`
 const info: Array<[string, string]> = [];
+const loadAtStart = os.loadavg().map((l) => l.toFixed(2)).join(' ');
 const failures: string[] = [];
 
 function series(op: string, client: ClientName, engine: EngineName): Series {
@@ -846,6 +848,7 @@ function printReport(o: Options, engines: Engine[], memory: Array<[string, numbe
   const w = (s = '') => out.push(s);
   w();
   w(`baleia vs docker — ${new Date().toISOString()} — ${os.hostname()}, ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${os.release()}`);
+  w(`  load average at start ${loadAtStart}, at end ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} (other work on the machine adds noise)`);
   for (const e of engines) w(`  ${e.version}; ready in ${fmtMs(e.startupMs)} ms after spawn`);
   for (const [k, v] of info) w(`  ${k}: ${v}`);
   w(`  ${o.iterations} timed samples per cell (after ${o.warmup} warm-up), interleaved; milliseconds, wall clock of the whole client command; ratio = baleia / docker medians`);
