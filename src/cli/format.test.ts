@@ -22,3 +22,23 @@ test('table with an escaped tab and a custom template', () => {
   assert.deepEqual(resolveFormat('table {{.ID}}\\t{{.Name}}', 'table {{.X}}'), { table: true, template: '{{.ID}}\t{{.Name}}' });
   assert.deepEqual(resolveFormat('table', 'table {{.X}}'), { table: true, template: '{{.X}}' });
 });
+
+import { displayPorts, ellipsis, goQuote } from './commands/containers.js';
+
+test('commands are cut to twenty characters, then quoted like Go', () => {
+  assert.equal(goQuote(ellipsis('sh -c "echo line1; echo line2 >&2"', 20)), '"sh -c \\"echo line1; …"');
+  assert.equal(goQuote('a\tb\x01'), '"a\\tb\\x01"');
+});
+
+test('ports print like docker: same-number ranges grouped, other mappings one by one', () => {
+  assert.equal(
+    displayPorts([
+      { IP: '0.0.0.0', PrivatePort: 80, PublicPort: 8080, Type: 'tcp' },
+      { IP: '::', PrivatePort: 80, PublicPort: 8080, Type: 'tcp' },
+      { PrivatePort: 53, Type: 'udp' },
+      { IP: '0.0.0.0', PrivatePort: 9000, PublicPort: 9000, Type: 'tcp' },
+      { IP: '0.0.0.0', PrivatePort: 9001, PublicPort: 9001, Type: 'tcp' },
+    ]),
+    '53/udp, 0.0.0.0:9000-9001->9000-9001/tcp, 0.0.0.0:8080->80/tcp, [::]:8080->80/tcp',
+  );
+});

@@ -5,7 +5,7 @@
 import { isKind } from '../../lib/index.js';
 import { demuxStdcopy } from '../../api/client.js';
 import type { Command } from '../command.js';
-import { confirm, filtersJson, forEachTarget } from '../common.js';
+import { confirm, errorText, filtersJson, forEachTarget } from '../common.js';
 import type { Cli } from '../context.js';
 import { formatList, sortedFields, tabwrite } from '../format.js';
 import { UsageError } from '../flags.js';
@@ -40,55 +40,67 @@ export function ellipsis(text: string, max: number): string {
   return chars.slice(0, max - 1).join('') + '…';
 }
 
-/** `0.0.0.0:8080->80/tcp, [::]:8080->80/tcp, 9000/udp` with consecutive ports merged into ranges. */
+/**
+ * docker's DisplayablePorts: ports sorted by private port, IP, public port, type; a port published
+ * on the same number groups into ranges per IP and type; other mappings are listed one by one.
+ */
 export function displayPorts(ports: NonNullable<ContainerSummary['Ports']>): string {
-  interface Group {
-    ip: string;
-    type: string;
-    privStart: number;
-    privEnd: number;
-    pubStart: number;
-    pubEnd: number;
-  }
   const sorted = [...ports].sort(
     (a, b) =>
-      (a.IP ?? '').localeCompare(b.IP ?? '') ||
-      a.Type.localeCompare(b.Type) ||
+      a.PrivatePort - b.PrivatePort ||
+      ((a.IP ?? '') < (b.IP ?? '') ? -1 : (a.IP ?? '') > (b.IP ?? '') ? 1 : 0) ||
       (a.PublicPort ?? 0) - (b.PublicPort ?? 0) ||
-      a.PrivatePort - b.PrivatePort,
+      (a.Type < b.Type ? -1 : a.Type > b.Type ? 1 : 0),
   );
-  const groups: Group[] = [];
-  for (const p of sorted) {
-    const ip = p.PublicPort ? (p.IP ?? '') : '';
-    const pub = p.PublicPort ?? 0;
-    const last = groups.at(-1);
-    if (
-      last &&
-      last.ip === ip &&
-      last.type === p.Type &&
-      p.PrivatePort === last.privEnd + 1 &&
-      (pub === 0 ? last.pubStart === 0 : pub === last.pubEnd + 1)
-    ) {
-      last.privEnd = p.PrivatePort;
-      if (pub) last.pubEnd = pub;
+  const joinHostPort = (ip: string, port: string) => (ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`);
+  const formGroup = (key: string, first: number, last: number) => {
+    const slash = key.lastIndexOf('/');
+    const ip = slash >= 0 ? key.slice(0, slash) : '';
+    const type = slash >= 0 ? key.slice(slash + 1) : key;
+    let group = first === last ? `${first}` : `${first}-${last}`;
+    if (ip) group = `${joinHostPort(ip, group)}->${group}`;
+    return `${group}/${type}`;
+  };
+  const groups = new Map<string, { first: number; last: number }>();
+  const result: string[] = [];
+  const hostMappings: string[] = [];
+  for (const port of sorted) {
+    const current = port.PrivatePort;
+    let key = port.Type;
+    if (port.IP) {
+      if (port.PublicPort !== current) {
+        hostMappings.push(`${joinHostPort(port.IP, String(port.PublicPort ?? 0))}->${port.PrivatePort}/${port.Type}`);
+        continue;
+      }
+      key = `${port.IP}/${port.Type}`;
+    }
+    const group = groups.get(key);
+    if (!group) {
+      groups.set(key, { first: current, last: current });
       continue;
     }
-    groups.push({ ip, type: p.Type, privStart: p.PrivatePort, privEnd: p.PrivatePort, pubStart: pub, pubEnd: pub });
-  }
-  const range = (a: number, b: number) => (a === b ? `${a}` : `${a}-${b}`);
-  const seen = new Set<string>();
-  const out: string[] = [];
-  for (const g of groups) {
-    const priv = `${range(g.privStart, g.privEnd)}/${g.type}`;
-    const text = g.pubStart
-      ? `${g.ip.includes(':') ? `[${g.ip}]` : g.ip}:${range(g.pubStart, g.pubEnd)}->${priv}`
-      : priv;
-    if (!seen.has(text)) {
-      seen.add(text);
-      out.push(text);
+    if (current === group.last + 1) {
+      group.last = current;
+      continue;
     }
+    result.push(formGroup(key, group.first, group.last));
+    groups.set(key, { first: current, last: current });
   }
-  return out.join(', ');
+  for (const [key, g] of groups) result.push(formGroup(key, g.first, g.last));
+  return [...result, ...hostMappings].join(', ');
+}
+
+/** Go's strconv.Quote: a double-quoted string with Go escapes. */
+export function goQuote(text: string): string {
+  const named: Record<string, string> = { '\x07': '\\a', '\b': '\\b', '\f': '\\f', '\n': '\\n', '\r': '\\r', '\t': '\\t', '\v': '\\v', '"': '\\"', '\\': '\\\\' };
+  let out = '"';
+  for (const ch of text) {
+    const code = ch.codePointAt(0)!;
+    if (named[ch]) out += named[ch];
+    else if (code < 0x20 || code === 0x7f) out += `\\x${code.toString(16).padStart(2, '0')}`;
+    else out += ch;
+  }
+  return out + '"';
 }
 
 function shortId(id: string): string {
@@ -119,7 +131,7 @@ export function containerContext(c: ContainerSummary, options: { trunc: boolean;
     return trunc ? ellipsis(name, 15) : name;
   });
   const fields = {
-    Command: trunc ? `"${ellipsis(c.Command, 20)}"` : `"${c.Command}"`,
+    Command: goQuote(trunc ? ellipsis(c.Command, 20) : c.Command),
     CreatedAt: goTimeString(c.Created),
     ID: trunc ? shortId(c.Id) : c.Id,
     Image: image,
@@ -136,9 +148,9 @@ export function containerContext(c: ContainerSummary, options: { trunc: boolean;
     Ports: displayPorts(c.Ports ?? []),
     RunningFor: timeAgo(c.Created, options.now),
     Size:
-      c.SizeRw === undefined && c.SizeRootFs === undefined
-        ? '0B'
-        : `${humanSize(c.SizeRw ?? 0, 3)} (virtual ${humanSize(c.SizeRootFs ?? 0, 3)})`,
+      (c.SizeRootFs ?? 0) > 0
+        ? `${humanSize(c.SizeRw ?? 0, 3)} (virtual ${humanSize(c.SizeRootFs ?? 0, 3)})`
+        : humanSize(c.SizeRw ?? 0, 3),
     State: c.State,
     Status: c.Status,
   };
@@ -399,7 +411,13 @@ export const renameCommand: Command = {
     const client = await cli.client();
     const [oldName, newName] = args as [string, string];
     if (!newName.trim()) throw new UsageError('Error: Neither old nor new names may be empty');
-    await client.call('POST', `/containers/${enc(oldName)}/rename`, { query: { name: newName } });
+    try {
+      await client.call('POST', `/containers/${enc(oldName)}/rename`, { query: { name: newName } });
+    } catch (err) {
+      cli.err(`${errorText(err)}\n`);
+      cli.err(`Error: failed to rename container named ${oldName}\n`);
+      return 1;
+    }
   },
 };
 

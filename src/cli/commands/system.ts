@@ -169,7 +169,7 @@ export const infoCommand: Command = {
       out.push(' Registry Mirrors:');
       for (const m of mirrors) out.push(`  ${m}`);
     }
-    out.push(` Live Restore Enabled: ${info.LiveRestoreEnabled === true}`);
+    out.push(` Live Restore Enabled: ${info.LiveRestoreEnabled === true}`, '');
     cli.out(out.join('\n') + '\n');
     const warnings = info.Warnings ?? [];
     if (warnings.length) cli.err(warnings.join('\n') + '\n');
@@ -202,7 +202,8 @@ export const dfCommand: Command = {
     const pct = (part: number, total: number) => (total > 0 ? ` (${Math.trunc((part * 100) / total)}%)` : '');
     const layers = df.LayersSize ?? images.reduce((a, i) => a + i.Size - Math.max(0, i.SharedSize ?? 0), 0);
     const activeImages = images.filter((i) => (i.Containers ?? 0) > 0);
-    const imageReclaim = layers - activeImages.reduce((a, i) => a + i.Size - Math.max(0, i.SharedSize ?? 0), 0);
+    // As the docker CLI: an image whose shared size is unknown (-1) counts as reclaimable.
+    const imageReclaim = layers - activeImages.filter((i) => (i.SharedSize ?? -1) !== -1).reduce((a, i) => a + i.Size - (i.SharedSize ?? 0), 0);
     const cSize = containers.reduce((a, c) => a + (c.SizeRw ?? 0), 0);
     const cActive = containers.filter((c) => c.State === 'running');
     const cReclaim = cSize - cActive.reduce((a, c) => a + (c.SizeRw ?? 0), 0);
@@ -278,7 +279,14 @@ export const eventsCommand: Command = {
         // timeNano has more digits than a double holds: read them from the text.
         const nano = /"timeNano"\s*:\s*(\d+)/.exec(text)?.[1];
         const ns = nano ? BigInt(nano) : BigInt(event.time ?? 0) * 1_000_000_000n;
-        cli.out(template ? template.execute(event) + '\n' : formatEvent(event, ns) + '\n');
+        if (!template) {
+          cli.out(formatEvent(event, ns) + '\n');
+          continue;
+        }
+        let line = template.execute(event);
+        // Put back the nanosecond digits that the double lost.
+        if (nano && event.timeNano !== undefined) line = line.split(String(event.timeNano)).join(nano);
+        cli.out(line + '\n');
       }
     }
   },
