@@ -339,11 +339,16 @@ export class ContainerManager {
     if (record.State.Status === 'removing') throw conflict(`Container ${record.Id} is marked for removal and cannot be started`);
     const owner = new Owner();
     const id = record.Id;
+    const t0 = performance.now();
+    const phases: Record<string, number> = {};
+    const mark = (phase: string) => (phases[phase] = Math.round(performance.now() - t0));
     try {
       const image = await this.#images.resolve(record.Image);
       const chain = await this.#images.ensureUnpacked(image);
+      mark('image');
       const rootfs = await this.#snapshots.mountContainer(id, chain);
       owner.defer(() => this.#snapshots.unmountContainer(id));
+      mark('mount');
       const user = resolveUser(
         record.Config.User,
         await readText(path.join(rootfs, 'etc/passwd')),
@@ -356,6 +361,7 @@ export class ContainerManager {
       const input = this.#specInput(record, rootfs, user, cwd);
       if (input.privileged) input.privilegedDevices = await hostDevices();
       const spec = buildSpec(input);
+      mark('spec');
       await this.#runtime.create(id, {
         bundle: this.dir(id),
         spec,
@@ -365,9 +371,12 @@ export class ContainerManager {
         logPath: record.LogPath,
       });
       owner.defer(() => this.#runtime.delete(id, { force: true }));
+      mark('create');
       await this.#connectAttachers(live);
       if (live.consoleSize) await this.#runtime.resize(id, live.consoleSize).catch(() => {});
+      mark('attach');
       await this.#runtime.start(id);
+      mark('start');
       const state = await this.#runtime.state(id);
       owner.release();
       record.State = {
@@ -377,6 +386,8 @@ export class ContainerManager {
       };
       record.ManuallyStopped = false;
       await this.#save(record);
+      mark('saved');
+      this.#log.debug('Container started', { container: id, ms: phases });
       this.#emit(record, 'start');
       this.#monitor(live);
     } catch (err) {
