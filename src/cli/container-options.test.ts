@@ -17,7 +17,8 @@ test('a plain run attaches stdout and stderr and keeps the default network', () 
   assert.equal(req.body.AttachStdin, false);
   assert.equal(req.body.OpenStdin, false);
   assert.equal(req.body.HostConfig.NetworkMode, 'default');
-  assert.deepEqual(req.body.NetworkingConfig.EndpointsConfig, { default: {} });
+  assert.deepEqual(Object.keys(req.body.NetworkingConfig.EndpointsConfig), ['default']);
+  assert.deepEqual(build(['--network', 'host', 'busybox']).body.NetworkingConfig.EndpointsConfig, {});
   assert.deepEqual(req.body.HostConfig.RestartPolicy, { Name: 'no', MaximumRetryCount: 0 });
   assert.equal(req.body.Entrypoint, null);
 });
@@ -53,7 +54,7 @@ test('resources, ports and volumes become HostConfig fields', () => {
   assert.deepEqual(h.RestartPolicy, { Name: 'on-failure', MaximumRetryCount: 3 });
   assert.equal(h.Init, true);
   assert.equal(h.ReadonlyRootfs, true);
-  assert.deepEqual(h.CapAdd, ['NET_ADMIN']);
+  assert.deepEqual(h.CapAdd, ['CAP_NET_ADMIN']);
   assert.deepEqual(h.Sysctls, { 'net.ipv4.ip_forward': '1' });
   assert.deepEqual(h.Devices, [{ PathOnHost: '/dev/null', PathInContainer: '/dev/xnull', CgroupPermissions: 'r' }]);
   assert.equal(h.ShmSize, 1073741824);

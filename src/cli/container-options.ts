@@ -127,6 +127,12 @@ export function parseKvFile(text: string, options: { fromEnv?: (k: string) => st
   return out;
 }
 
+/** `net_admin` → `CAP_NET_ADMIN`; `ALL` stays (the docker CLI normalises before sending). */
+export function normalizeCapability(cap: string): string {
+  const upper = cap.trim().toUpperCase();
+  return upper === 'ALL' || upper.startsWith('CAP_') ? upper : `CAP_${upper}`;
+}
+
 function kvMap(list: string[]): Record<string, string> {
   const map: Record<string, string> = {};
   for (const item of list) {
@@ -381,13 +387,15 @@ export function buildCreateRequest(flags: ParsedFlags, args: string[], options: 
     healthCmd !== undefined ||
     ['health-interval', 'health-timeout', 'health-start-period', 'health-retries'].some((f) => flags.changed(f))
   ) {
-    healthcheck = {
+    // Zero fields are left out (Go's omitempty): the image's values then apply.
+    const fields: Record<string, unknown> = {
       Test: healthCmd ? ['CMD-SHELL', healthCmd] : undefined,
       Interval: durationNs('health-interval', flags.string('health-interval')),
       Timeout: durationNs('health-timeout', flags.string('health-timeout')),
       StartPeriod: durationNs('health-start-period', flags.string('health-start-period')),
       Retries: flags.int('health-retries') ?? 0,
     };
+    healthcheck = Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined && v !== 0));
   }
 
   const network = flags.string('network') ?? flags.string('net') ?? 'default';
@@ -425,11 +433,11 @@ export function buildCreateRequest(flags: ParsedFlags, args: string[], options: 
     Tty: tty,
     OpenStdin: stdin,
     StdinOnce: stdin && attach.stdin,
-    Env: envList,
+    Env: envList.length ? envList : null,
     Cmd: cmd.length ? cmd : null,
     ...(healthcheck ? { Healthcheck: healthcheck } : {}),
     Image: image,
-    Volumes: Object.keys(volumes).length ? volumes : null,
+    Volumes: volumes,
     WorkingDir: flags.string('workdir') ?? '',
     Entrypoint: entrypoint,
     OnBuild: null,
@@ -450,8 +458,8 @@ export function buildCreateRequest(flags: ParsedFlags, args: string[], options: 
     VolumeDriver: flags.string('volume-driver') ?? '',
     VolumesFrom: flags.list('volumes-from').length ? flags.list('volumes-from') : null,
     ConsoleSize: options.consoleSize ?? [0, 0],
-    CapAdd: flags.list('cap-add').length ? flags.list('cap-add') : null,
-    CapDrop: flags.list('cap-drop').length ? flags.list('cap-drop') : null,
+    CapAdd: flags.list('cap-add').length ? flags.list('cap-add').map(normalizeCapability) : null,
+    CapDrop: flags.list('cap-drop').length ? flags.list('cap-drop').map(normalizeCapability) : null,
     CgroupnsMode: flags.string('cgroupns') ?? '',
     Dns: flags.list('dns'),
     DnsOptions: flags.list('dns-option'),
@@ -498,7 +506,7 @@ export function buildCreateRequest(flags: ParsedFlags, args: string[], options: 
     MemorySwap: memorySwap ? memSwapBytes(memorySwap) : 0,
     MemorySwappiness: flags.int('memory-swappiness') ?? -1,
     OomKillDisable: flags.bool('oom-kill-disable'),
-    PidsLimit: flags.changed('pids-limit') ? flags.int('pids-limit') : null,
+    PidsLimit: flags.int('pids-limit') ?? 0,
     Ulimits: flags.list('ulimit').map(parseUlimit),
     CpuCount: 0,
     CpuPercent: 0,
@@ -506,12 +514,40 @@ export function buildCreateRequest(flags: ParsedFlags, args: string[], options: 
     IOMaximumBandwidth: 0,
     ...(flags.list('mount').length ? { Mounts: flags.list('mount').map(parseMount) } : {}),
     ...(flags.changed('init') ? { Init: flags.bool('init') } : {}),
+    MaskedPaths: null,
+    ReadonlyPaths: null,
   };
+
+  // As the docker CLI at 1.41: no --network gives a zeroed "default" endpoint; a named network
+  // gets an entry only when endpoint options (aliases, IPs, links, MAC) were given.
+  const zeroEndpoint = {
+    IPAMConfig: null,
+    Links: null,
+    Aliases: null,
+    MacAddress: '',
+    DriverOpts: null,
+    GwPriority: 0,
+    NetworkID: '',
+    EndpointID: '',
+    Gateway: '',
+    IPAddress: '',
+    IPPrefixLen: 0,
+    IPv6Gateway: '',
+    GlobalIPv6Address: '',
+    GlobalIPv6PrefixLen: 0,
+    DNSNames: null,
+  };
+  const endpoints: Record<string, unknown> =
+    network === 'default' && Object.keys(endpoint).length === 0
+      ? { default: zeroEndpoint }
+      : Object.keys(endpoint).length > 0
+        ? { [network]: endpoint }
+        : {};
 
   return {
     name: flags.string('name'),
     platform: flags.string('platform'),
-    body: { ...config, HostConfig: hostConfig, NetworkingConfig: { EndpointsConfig: { [network]: endpoint } } },
+    body: { ...config, HostConfig: hostConfig, NetworkingConfig: { EndpointsConfig: endpoints } },
     attach,
     tty,
     autoRemove,
