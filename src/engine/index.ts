@@ -100,8 +100,13 @@ export class Engine {
       .sort((a, b) => (a.Created < b.Created ? 1 : -1));
     if (options.limit !== undefined && options.limit > 0) list = list.slice(0, options.limit);
     const now = Date.now();
+    const imageSizes = new Map<string, number>();
+    if (options.size) for (const img of await this.#images.list()) imageSizes.set(img.id, img.size);
     return Promise.all(
-      list.map(async (c) => containerSummary(c, { now, sizeRw: options.size ? await this.containers.sizeRw(c.Id) : undefined })),
+      list.map(async (c) => {
+        const sizeRw = options.size ? await this.containers.sizeRw(c.Id) : undefined;
+        return containerSummary(c, { now, sizeRw, sizeRootFs: sizeRw === undefined ? undefined : sizeRw + (imageSizes.get(c.Image) ?? 0) });
+      }),
     );
   }
 

@@ -83,7 +83,7 @@ function mounts(c: ContainerRecord): Json[] {
   });
 }
 
-export function containerSummary(c: ContainerRecord, extra: { sizeRw?: number; now?: number }): Json {
+export function containerSummary(c: ContainerRecord, extra: { sizeRw?: number; sizeRootFs?: number; now?: number }): Json {
   const command = [c.Path, ...c.Args].map((a) => (/\s/.test(a) ? JSON.stringify(a) : a)).join(' ');
   const networkName = c.HostConfig.NetworkMode === 'default' ? 'bridge' : c.HostConfig.NetworkMode;
   return {
@@ -103,7 +103,7 @@ export function containerSummary(c: ContainerRecord, extra: { sizeRw?: number; n
     HostConfig: { NetworkMode: c.HostConfig.NetworkMode },
     NetworkSettings: { Networks: networkName.startsWith('container:') ? {} : { [networkName]: endpoint(c) } },
     Mounts: mounts(c),
-    ...(extra.sizeRw !== undefined ? { SizeRw: extra.sizeRw, SizeRootFs: extra.sizeRw } : {}),
+    ...(extra.sizeRw !== undefined ? { SizeRw: extra.sizeRw, SizeRootFs: extra.sizeRootFs ?? extra.sizeRw } : {}),
   };
 }
 
