@@ -137,6 +137,7 @@ export async function* readLogs(logPath: string, options: ReadLogsOptions = {}):
   let ino = 0;
   let offset = 0;
   let emitFrom = 0;
+  let limit = Number.POSITIVE_INFINITY;
   const open = async (fromTail: boolean): Promise<boolean> => {
     try {
       handle = await fs.open(logPath, 'r');
@@ -146,6 +147,9 @@ export async function* readLogs(logPath: string, options: ReadLogsOptions = {}):
     }
     const st = await handle.stat();
     ino = st.ino;
+    // Without follow, logs are what the file held when asked: lines written meanwhile are not
+    // part of the answer (and would make `--tail N` return more than N).
+    limit = options.follow ? Number.POSITIVE_INFINITY : st.size;
     if (fromTail && options.tail !== undefined && options.tail >= 0) {
       ({ start: offset, emitFrom } = await tailOffset(handle, st.size, options.tail));
     } else {
@@ -179,7 +183,8 @@ export async function* readLogs(logPath: string, options: ReadLogsOptions = {}):
       if (signal?.aborted) return;
       let progressed = false;
       if (opened && handle) {
-        const { bytesRead } = await handle.read(buf, 0, buf.length, offset);
+        const want = Math.min(buf.length, limit - offset);
+        const { bytesRead } = want > 0 ? await handle.read(buf, 0, want, offset) : { bytesRead: 0 };
         if (bytesRead > 0) {
           progressed = true;
           offset += bytesRead;
