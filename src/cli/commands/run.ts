@@ -105,14 +105,24 @@ async function runContainer(cli: Cli, flags: import('../flags.js').ParsedFlags, 
     attached?.restore();
     return reportStartFailure(cli, err);
   }
-  const stopResize = tty ? monitorTtySize(cli, client, `/containers/${id}/resize`) : () => {};
-  const stopSignals = !tty && flags.bool('sig-proxy') ? proxySignals(client, id) : () => {};
+  return followToExit(cli, client, id, { tty, sigProxy: flags.bool('sig-proxy'), attached, waitBody });
+}
+
+/** Resizes and forwards signals while attached, then answers the container's exit status. */
+async function followToExit(
+  cli: Cli,
+  client: EngineClient,
+  id: string,
+  options: { tty: boolean; sigProxy: boolean; attached: ReturnType<typeof attachStreams> | undefined; waitBody: Awaited<ReturnType<typeof beginWait>> },
+): Promise<number> {
+  const stopResize = options.tty ? monitorTtySize(cli, client, `/containers/${id}/resize`) : () => {};
+  const stopSignals = !options.tty && options.sigProxy ? proxySignals(client, id) : () => {};
   try {
-    if (attached) {
-      const { detached } = await attached.done;
+    if (options.attached) {
+      const { detached } = await options.attached.done;
       if (detached) return 0;
     }
-    const status = await waitBody.result;
+    const status = await options.waitBody.result;
     if (status.Error?.Message) {
       cli.err(`Error response from daemon: ${status.Error.Message}\n`);
       return 125;
@@ -186,21 +196,7 @@ async function attachAndWait(
       if (!isKind(err, 'NotModified')) return reportStartFailure(cli, err);
     }
   }
-  const stopResize = tty ? monitorTtySize(cli, client, `/containers/${id}/resize`) : () => {};
-  const stopSignals = !tty && options.sigProxy ? proxySignals(client, id) : () => {};
-  try {
-    const { detached } = await attached.done;
-    if (detached) return 0;
-    const status = await waitBody.result;
-    if (status.Error?.Message) {
-      cli.err(`Error response from daemon: ${status.Error.Message}\n`);
-      return 125;
-    }
-    return status.StatusCode;
-  } finally {
-    stopResize();
-    stopSignals();
-  }
+  return followToExit(cli, client, id, { tty, sigProxy: options.sigProxy, attached, waitBody });
 }
 
 export const startCommand: Command = {
