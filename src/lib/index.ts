@@ -9,3 +9,4 @@ export * from './files.js';
 export * from './owner.js';
 export * from './process.js';
 export * from './ids.js';
+export * from './paths.js';
