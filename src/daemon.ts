@@ -13,6 +13,7 @@ import { ContentStore } from './content/index.js';
 import { Snapshotter } from './snapshot/index.js';
 import { ImageStore } from './image/index.js';
 import { Runtime, detectCgroups } from './runtime/index.js';
+import { VolumeStore } from './volume/index.js';
 import { Engine } from './engine/index.js';
 import { createApiServer } from './api/index.js';
 
@@ -90,6 +91,8 @@ export async function main(argv: string[]): Promise<void> {
   await snapshots.init();
   const images = new ImageStore({ root: config.root, content, snapshots, logger: logger.child({ module: 'images' }) });
   await images.init();
+  const volumes = new VolumeStore({ root: config.root, logger: logger.child({ module: 'volumes' }) });
+  await volumes.init();
   const runtime = new Runtime({ execRoot: config.execRoot, logger: logger.child({ module: 'runtime' }) });
   await runtime.init();
   const engine = new Engine({
@@ -98,6 +101,7 @@ export async function main(argv: string[]): Promise<void> {
     content,
     snapshots,
     images,
+    volumes,
     runtime,
     logger,
     cgroupVersion: cgroups.version,

@@ -427,9 +427,13 @@ route('GET', `/networks/${id}`, async (ctx) => {
   if (!n) throw new BaleiaError('NotFound', `network ${ctx.params.id} not found`);
   sendJson(res(ctx), 200, n);
 });
-route('GET', '/volumes', async (ctx) => sendJson(res(ctx), 200, { Volumes: [], Warnings: null }));
-route('GET', `/volumes/${name}`, async (ctx) => {
-  throw new BaleiaError('NotFound', `get ${ctx.params.name}: no such volume`);
+route('POST', '/volumes/create', async (ctx) => sendJson(res(ctx), 201, await ctx.engine.createVolume(await ctx.json())));
+route('GET', '/volumes', async (ctx) => sendJson(res(ctx), 200, await ctx.engine.listVolumes(parseFilters(ctx.query.get('filters')))));
+route('POST', '/volumes/prune', async (ctx) => sendJson(res(ctx), 200, await ctx.engine.pruneVolumes(parseFilters(ctx.query.get('filters')))));
+route('GET', `/volumes/${name}`, async (ctx) => sendJson(res(ctx), 200, await ctx.engine.inspectVolume(ctx.params.name!)));
+route('DELETE', `/volumes/${name}`, async (ctx) => {
+  await ctx.engine.removeVolume(ctx.params.name!, { force: queryBool(ctx.query, 'force') });
+  sendEmpty(res(ctx), 204);
 });
 route('GET', '/plugins', async (ctx) => sendJson(res(ctx), 200, []));
 route('GET', `/plugins/${name}/json`, async (ctx) => {

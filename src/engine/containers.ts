@@ -23,6 +23,7 @@ import {
   newId,
   notFound,
   readJsonIfExists,
+  resolveInRoot,
   run,
   shortId,
   writeJsonAtomic,
@@ -30,6 +31,13 @@ import {
 } from '../lib/index.js';
 import type { ImageStore } from '../image/index.js';
 import type { Snapshotter } from '../snapshot/index.js';
+import {
+  checkDuplicateDestinations,
+  parseMountSpec,
+  parseVolumeSpec,
+  type ParsedMount,
+  type VolumeStore,
+} from '../volume/index.js';
 import { buildSpec, hostCapabilities, hostDevices, hostRlimits, type Runtime, type AttachSession, type SpecInput } from '../runtime/index.js';
 import type { EventBus } from './events.js';
 import {
@@ -74,8 +82,25 @@ export interface ContainerRecord {
   HostnamePath: string;
   HostsPath: string;
   ResolvConfPath: string;
+  /** Volumes, binds and tmpfs mounts, resolved at create. */
+  MountPoints?: MountPoint[];
   /** Set by stop/kill from the user: restart policies do not bring it back. */
   ManuallyStopped?: boolean;
+}
+
+export interface MountPoint {
+  Type: 'volume' | 'bind' | 'tmpfs';
+  Name?: string;
+  /** Host path: the bind source or the volume's data directory; empty for tmpfs. */
+  Source: string;
+  Destination: string;
+  Driver?: string;
+  Mode: string;
+  RW: boolean;
+  Propagation: string;
+  NoCopy?: boolean;
+  Anonymous?: boolean;
+  TmpfsOptions?: string;
 }
 
 export const zeroTime = '0001-01-01T00:00:00Z';
@@ -132,6 +157,7 @@ export interface ContainerManagerOptions {
   root: string;
   images: ImageStore;
   snapshots: Snapshotter;
+  volumes: VolumeStore;
   runtime: Runtime;
   events: EventBus;
   logger: Logger;
@@ -143,6 +169,7 @@ export class ContainerManager {
   readonly #root: string;
   readonly #images: ImageStore;
   readonly #snapshots: Snapshotter;
+  readonly #volumes: VolumeStore;
   readonly #runtime: Runtime;
   readonly #events: EventBus;
   readonly #log: Logger;
@@ -156,6 +183,7 @@ export class ContainerManager {
     this.#root = path.join(options.root, 'containers');
     this.#images = options.images;
     this.#snapshots = options.snapshots;
+    this.#volumes = options.volumes;
     this.#runtime = options.runtime;
     this.#events = options.events;
     this.#log = options.logger;
@@ -203,6 +231,8 @@ export class ContainerManager {
       record.State.Paused = state.status === 'paused';
       record.State.Pid = state.pid;
       await this.#save(record);
+      for (const mp of record.MountPoints ?? [])
+        if (mp.Type === 'volume' && mp.Name) await this.#volumes.mount(mp.Name, record.Id).catch(() => {});
       this.#monitor(live);
       this.#log.info('Re-adopted running container', { container: record.Id, pid: state.pid });
       return;
@@ -289,6 +319,7 @@ export class ContainerManager {
     };
     const owner = new Owner();
     try {
+      record.MountPoints = await this.#resolveMounts(record, owner);
       await fs.mkdir(dir, { recursive: true, mode: 0o710 });
       owner.defer(() => fs.rm(dir, { recursive: true, force: true }));
       // Reserve the name before any await that could let a second create take it.
@@ -305,6 +336,121 @@ export class ContainerManager {
     this.#emit(record, 'create');
     const warnings: string[] = [];
     return { Id: id, Warnings: warnings };
+  }
+
+  /**
+   * Turns Binds (`-v`), Mounts (`--mount`), Tmpfs, VolumesFrom and the image's VOLUMEs into the
+   * container's mount points, creating the volumes they name. Anonymous volumes made here are
+   * removed again by `owner` if the create fails.
+   */
+  async #resolveMounts(record: ContainerRecord, owner: Owner): Promise<MountPoint[]> {
+    const hc = record.HostConfig;
+    const parsed: Array<ParsedMount & { fromBinds?: boolean }> = [];
+    for (const bind of hc.Binds ?? []) parsed.push({ ...parseVolumeSpec(bind), fromBinds: true });
+    for (const m of (hc.Mounts as object[] | null | undefined) ?? []) parsed.push(parseMountSpec(m));
+    for (const [destination, options] of Object.entries((hc.Tmpfs as Record<string, string> | null | undefined) ?? {}))
+      parsed.push({ type: 'tmpfs', destination, readOnly: false, mode: '', tmpfsOptions: options });
+    const inherited: MountPoint[] = [];
+    for (const spec of (hc.VolumesFrom as string[] | null | undefined) ?? []) {
+      const [ref = '', mode] = spec.split(':');
+      if (mode !== undefined && mode !== 'ro' && mode !== 'rw') throw invalidArgument(`invalid mode for volumes-from: ${mode}`);
+      const other = this.#find(ref).record;
+      for (const mp of other.MountPoints ?? [])
+        inherited.push({ ...mp, RW: mode === undefined ? mp.RW : mode === 'rw', Mode: mode ?? mp.Mode, Anonymous: false });
+    }
+    checkDuplicateDestinations([...parsed, ...inherited.map((m) => ({ destination: m.Destination }))]);
+    const points: MountPoint[] = [];
+    const volume = async (name: string | undefined, p: Partial<ParsedMount>): Promise<{ Name: string; Mountpoint: string }> => {
+      if (name) {
+        const existing = await this.#volumes.get(name).catch((err) => {
+          if (isKind(err, 'NotFound')) return undefined;
+          throw err;
+        });
+        if (existing) return existing;
+      }
+      const created = await this.#volumes.create({
+        name,
+        anonymous: !name,
+        labels: p.volumeOptions?.labels,
+        driver: p.volumeOptions?.driver,
+        options: p.volumeOptions?.driverOptions,
+      });
+      if (!name) owner.defer(() => this.#volumes.remove(created.Name, { force: true }));
+      this.#events.publish('volume', 'create', created.Name, { driver: 'local' });
+      return created;
+    };
+    for (const p of parsed) {
+      if (p.type === 'bind') {
+        const source = p.source!;
+        // `-v /host:/c` creates a missing host directory; `--mount` refused it while parsing.
+        if (p.fromBinds || p.createMountpoint) await fs.mkdir(source, { recursive: true });
+        points.push({ Type: 'bind', Source: source, Destination: p.destination, Mode: p.mode, RW: !p.readOnly, Propagation: p.propagation ?? 'rprivate' });
+      } else if (p.type === 'volume') {
+        const v = await volume(p.source, p);
+        points.push({
+          Type: 'volume', Name: v.Name, Source: v.Mountpoint, Destination: p.destination, Driver: 'local',
+          Mode: p.mode, RW: !p.readOnly, Propagation: '', NoCopy: p.nocopy, Anonymous: !p.source,
+        });
+      } else {
+        points.push({ Type: 'tmpfs', Source: '', Destination: p.destination, Mode: p.mode, RW: !p.readOnly, Propagation: '', TmpfsOptions: p.tmpfsOptions ?? '' });
+      }
+    }
+    points.push(...inherited);
+    // The image's VOLUMEs (and Config.Volumes) not covered above become anonymous volumes.
+    for (const dest of Object.keys(record.Config.Volumes ?? {})) {
+      const destination = path.posix.normalize(dest).replace(/(.)\/+$/, '$1');
+      if (!destination.startsWith('/')) throw invalidArgument(`invalid mount config: mount path "${dest}" must be absolute`);
+      if (points.some((m) => m.Destination === destination)) continue;
+      const v = await volume(undefined, {});
+      points.push({ Type: 'volume', Name: v.Name, Source: v.Mountpoint, Destination: destination, Driver: 'local', Mode: '', RW: true, Propagation: '', Anonymous: true });
+    }
+    return points;
+  }
+
+  /** Ids of the containers whose mounts use volume `name`. */
+  volumeUsers(name: string): string[] {
+    return this.list().filter((c) => (c.MountPoints ?? []).some((m) => m.Type === 'volume' && m.Name === name)).map((c) => c.Id);
+  }
+
+  /** Mounts the container's volumes (copying the image's content into new ones) and returns the OCI mounts. */
+  async #prepareMounts(record: ContainerRecord, rootfs: string, owner: Owner): Promise<Array<{ destination: string; type: string; source: string; options: string[] }>> {
+    const mounts: Array<{ destination: string; type: string; source: string; options: string[] }> = [];
+    for (const mp of record.MountPoints ?? []) {
+      const ro = mp.RW ? 'rw' : 'ro';
+      if (mp.Type === 'tmpfs') {
+        const extra = (mp.TmpfsOptions ?? '').split(',').filter(Boolean);
+        mounts.push({ destination: mp.Destination, type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'noexec', ...(mp.RW ? [] : ['ro']), ...extra] });
+        continue;
+      }
+      let source = mp.Source;
+      if (mp.Type === 'volume') {
+        const name = mp.Name!;
+        source = await this.#volumes.mount(name, record.Id);
+        owner.defer(() => this.#volumes.unmount(name, record.Id));
+        if (!mp.NoCopy) {
+          // Resolved inside the rootfs: an image symlink must not point the copy at the host.
+          const from = await resolveInRoot(rootfs, mp.Destination);
+          const st = await fs.lstat(from).catch(() => undefined);
+          if (st?.isDirectory()) await this.#volumes.copyUp(name, from);
+        }
+        this.#events.publish('volume', 'mount', name, { container: record.Id, destination: mp.Destination, driver: 'local', propagation: '', 'read/write': String(mp.RW) });
+      } else {
+        const exists = await fs.stat(source).catch(() => undefined);
+        if (!exists) throw invalidArgument(`invalid mount config for type "bind": bind source path does not exist: ${source}`);
+      }
+      mounts.push({ destination: mp.Destination, type: 'bind', source, options: ['rbind', ro, mp.Type === 'bind' ? mp.Propagation || 'rprivate' : 'rprivate'] });
+    }
+    return mounts;
+  }
+
+  async #releaseVolumes(record: ContainerRecord): Promise<void> {
+    for (const mp of record.MountPoints ?? []) {
+      if (mp.Type !== 'volume' || !mp.Name) continue;
+      await this.#volumes.unmount(mp.Name, record.Id).catch((err) =>
+        this.#log.warn('Cannot release volume', { container: record.Id, volume: mp.Name, err: describeError(err) }),
+      );
+      this.#events.publish('volume', 'unmount', mp.Name, { container: record.Id, driver: 'local' });
+    }
   }
 
   #checkNameFree(name: string): void {
@@ -358,7 +504,9 @@ export class ContainerManager {
       await ensureDirIn(rootfs, cwd);
       const networkMode = record.HostConfig.NetworkMode;
       await this.#writeEtcFiles(record, networkMode);
+      const volumeMounts = await this.#prepareMounts(record, rootfs, owner);
       const input = this.#specInput(record, rootfs, user, cwd);
+      input.mounts = [...(input.mounts ?? []), ...volumeMounts];
       if (input.privileged) input.privilegedDevices = await hostDevices();
       const spec = buildSpec(input);
       mark('spec');
@@ -426,7 +574,6 @@ export class ContainerManager {
     const mounts: Array<{ destination: string; type: string; source: string; options: string[] }> = [];
     for (const [file, dest] of [[record.HostnamePath, '/etc/hostname'], [record.HostsPath, '/etc/hosts'], [record.ResolvConfPath, '/etc/resolv.conf']] as const)
       mounts.push({ destination: dest, type: 'bind', source: file, options: ['rbind', 'rprivate', ...(hc.ReadonlyRootfs ? ['ro'] : [])] });
-    for (const bind of hc.Binds ?? []) mounts.push(parseBind(bind));
     return {
       id: record.Id,
       rootfs,
@@ -544,6 +691,7 @@ export class ContainerManager {
         await this.#snapshots.unmountContainer(id).catch((err) =>
           this.#log.warn('Cannot unmount container rootfs', { container: id, err: describeError(err) }),
         );
+        await this.#releaseVolumes(live.record);
         this.#markExited(live.record, exit.exitCode, exit.exitedAt, exit.oomKilled);
         await this.#save(live.record).catch(() => {});
         if (exit.oomKilled) this.#emit(live.record, 'oom');
@@ -730,7 +878,7 @@ export class ContainerManager {
     await this.#locked(live, () => this.#remove(live, options));
   }
 
-  async #remove(live: Live, _options: { force?: boolean; volumes?: boolean }): Promise<void> {
+  async #remove(live: Live, options: { force?: boolean; volumes?: boolean }): Promise<void> {
     const { record } = live;
     if (!this.#live.has(record.Id)) return;
     if (live.restartTimer) clearTimeout(live.restartTimer);
@@ -743,6 +891,15 @@ export class ContainerManager {
     this.#live.delete(record.Id);
     this.#names.delete(record.Name);
     this.#emit(record, 'destroy');
+    if (options.volumes || record.HostConfig.AutoRemove) {
+      for (const mp of record.MountPoints ?? []) {
+        if (mp.Type !== 'volume' || !mp.Anonymous || !mp.Name || this.volumeUsers(mp.Name).length > 0) continue;
+        await this.#volumes.remove(mp.Name, { force: true }).catch((err) =>
+          this.#log.warn('Cannot remove anonymous volume', { volume: mp.Name, err: describeError(err) }),
+        );
+        this.#events.publish('volume', 'destroy', mp.Name, { driver: 'local' });
+      }
+    }
     this.#fireWaiters(live, ['removed', 'next-exit', 'not-running'], { StatusCode: record.State.ExitCode, Error: null });
   }
 
@@ -1066,25 +1223,6 @@ function parseSecurityOpts(opts: string[]): { seccomp: 'default' | 'unconfined' 
     else throw invalidArgument(`invalid --security-opt: ${JSON.stringify(opt)}`);
   }
   return { seccomp, noNewPrivileges };
-}
-
-function parseBind(bind: string): { destination: string; type: string; source: string; options: string[] } {
-  const parts = bind.split(':');
-  if (parts.length < 2 || parts.length > 3) throw invalidArgument(`invalid volume specification: '${bind}'`);
-  const [source, destination, mode = ''] = parts as [string, string, string?];
-  if (!source.startsWith('/'))
-    throw new BaleiaError('NotImplemented', `Named volumes are not supported yet: '${bind}' (use an absolute host path)`);
-  if (!destination.startsWith('/')) throw invalidArgument(`invalid mount config: mount path "${destination}" must be absolute`);
-  const modes = mode.split(',').filter(Boolean);
-  for (const m of modes)
-    if (!['ro', 'rw', 'z', 'Z', 'private', 'rprivate', 'shared', 'rshared', 'slave', 'rslave', 'nocopy'].includes(m))
-      throw invalidArgument(`invalid mode: ${m}`);
-  return {
-    destination,
-    type: 'bind',
-    source,
-    options: ['rbind', modes.includes('ro') ? 'ro' : 'rw', modes.find((m) => m.endsWith('private') || m.endsWith('shared') || m.endsWith('slave')) ?? 'rprivate'],
-  };
 }
 
 async function readText(file: string): Promise<string> {

@@ -64,7 +64,7 @@ export function containerMatcher(
       any('ancestor', (v) => ctx.imageMatches(v, c)) &&
       any('network', (v) => (c.HostConfig.NetworkMode === 'default' ? 'bridge' : c.HostConfig.NetworkMode) === v) &&
       any('expose', (v) => Object.keys(c.Config.ExposedPorts ?? {}).some((p) => p === v || p === `${v}/tcp`)) &&
-      any('volume', (v) => (c.HostConfig.Binds ?? []).some((b) => b.split(':')[0] === v || b.split(':')[1] === v)) &&
+      any('volume', (v) => (c.MountPoints ?? []).some((m) => m.Name === v || m.Source === v || m.Destination === v)) &&
       any('health', (v) => v === 'none') &&
       (!before || before.every((t) => t !== undefined && c.Created < t)) &&
       (!since || since.every((t) => t !== undefined && c.Created > t))

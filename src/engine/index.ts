@@ -11,6 +11,7 @@ import { familiarName, type ImageStore, type ImageRecord } from '../image/index.
 import type { Snapshotter } from '../snapshot/index.js';
 import type { ContentStore } from '../content/index.js';
 import type { Runtime } from '../runtime/index.js';
+import type { VolumeRecord, VolumeStore } from '../volume/index.js';
 import { EventBus } from './events.js';
 import { ContainerManager, type ContainerRecord } from './containers.js';
 import { containerMatcher, matchLabels, parseTimeFilter, type Filters } from './filters.js';
@@ -28,6 +29,7 @@ export interface EngineOptions {
   content: ContentStore;
   snapshots: Snapshotter;
   images: ImageStore;
+  volumes: VolumeStore;
   runtime: Runtime;
   logger: Logger;
   cgroupVersion: 1 | 2;
@@ -38,16 +40,19 @@ export class Engine {
   readonly containers: ContainerManager;
   readonly #opts: EngineOptions;
   readonly #images: ImageStore;
+  readonly #volumes: VolumeStore;
   readonly #id: string;
   readonly startedAt = Date.now();
 
   constructor(options: EngineOptions) {
     this.#opts = options;
     this.#images = options.images;
+    this.#volumes = options.volumes;
     this.containers = new ContainerManager({
       root: options.root,
       images: options.images,
       snapshots: options.snapshots,
+      volumes: options.volumes,
       runtime: options.runtime,
       events: this.events,
       logger: options.logger.child({ module: 'containers' }),
@@ -276,6 +281,70 @@ export class Engine {
     return this.#images.save(refs, options);
   }
 
+  // ---------------------------------------------------------------- volumes
+
+  async createVolume(body: Json): Promise<VolumeRecord> {
+    const name = typeof body.Name === 'string' && body.Name ? body.Name : undefined;
+    const existed = name ? await this.#volumes.get(name).then(() => true, () => false) : false;
+    const volume = await this.#volumes.create({
+      name,
+      driver: typeof body.Driver === 'string' && body.Driver ? body.Driver : 'local',
+      labels: (body.Labels as Record<string, string> | null | undefined) ?? {},
+      options: (body.DriverOpts as Record<string, string> | null | undefined) ?? {},
+    });
+    if (!existed) this.events.publish('volume', 'create', volume.Name, { driver: volume.Driver });
+    return volume;
+  }
+
+  async listVolumes(filters: Filters): Promise<{ Volumes: VolumeRecord[]; Warnings: null }> {
+    for (const key of filters.keys())
+      if (!['name', 'label', 'driver', 'dangling'].includes(key)) throw new BaleiaError('InvalidArgument', `Invalid filter '${key}'`);
+    const dangling = filters.get('dangling');
+    const volumes = (await this.#volumes.list()).filter((v) => {
+      const names = filters.get('name');
+      if (names && names.length && !names.some((n) => v.Name.includes(n))) return false;
+      const drivers = filters.get('driver');
+      if (drivers && drivers.length && !drivers.includes(v.Driver)) return false;
+      if (!matchLabels(v.Labels, filters.get('label'))) return false;
+      if (dangling && dangling.length) {
+        const want = dangling.some((d) => ['true', '1'].includes(d.toLowerCase()));
+        if (want !== (this.containers.volumeUsers(v.Name).length === 0)) return false;
+      }
+      return true;
+    });
+    return { Volumes: volumes.map(volumeView), Warnings: null };
+  }
+
+  async inspectVolume(name: string): Promise<VolumeRecord> {
+    return volumeView(await this.#volumes.get(name));
+  }
+
+  async removeVolume(name: string, options: { force?: boolean } = {}): Promise<void> {
+    const volume = await this.#volumes.get(name).catch((err) => {
+      if (options.force && isKind(err, 'NotFound')) return undefined;
+      throw err;
+    });
+    if (!volume) return;
+    const users = this.containers.volumeUsers(name);
+    if (users.length > 0) throw conflict(`remove ${name}: volume is in use - [${users.join(', ')}]`);
+    await this.#volumes.remove(name, { force: true });
+    this.events.publish('volume', 'destroy', name, { driver: 'local' });
+  }
+
+  async pruneVolumes(filters: Filters): Promise<Json> {
+    for (const key of filters.keys())
+      if (!['label', 'label!', 'all'].includes(key)) throw new BaleiaError('InvalidArgument', `Invalid filter '${key}'`);
+    const inUse = new Set<string>();
+    for (const c of this.containers.list()) for (const m of c.MountPoints ?? []) if (m.Type === 'volume' && m.Name) inUse.add(m.Name);
+    const result = await this.#volumes.prune(
+      (v) => matchLabels(v.Labels, filters.get('label')) && !(filters.get('label!') ?? []).some((l) => matchLabels(v.Labels, [l])),
+      inUse,
+    );
+    for (const name of result.VolumesDeleted) this.events.publish('volume', 'destroy', name, { driver: 'local' });
+    this.events.publish('volume', 'prune', '', { reclaimed: String(result.SpaceReclaimed) });
+    return { VolumesDeleted: result.VolumesDeleted.length ? result.VolumesDeleted : null, SpaceReclaimed: result.SpaceReclaimed };
+  }
+
   // ---------------------------------------------------------------- system
 
   async info(): Promise<Json> {
@@ -359,12 +428,25 @@ export class Engine {
     const containers = await Promise.all(
       this.containers.list().map(async (c) => containerSummary(c, { sizeRw: await this.containers.sizeRw(c.Id) })),
     );
-    return { LayersSize: layersSize, Images: imageViews, Containers: containers, Volumes: [], BuildCache: [], BuilderSize: 0 };
+    const volumes = await Promise.all(
+      (await this.#volumes.list()).map(async (v) => ({
+        ...volumeView(v),
+        UsageData: { Size: await this.#volumes.usage(v.Name).catch(() => -1), RefCount: this.containers.volumeUsers(v.Name).length },
+      })),
+    );
+    return { LayersSize: layersSize, Images: imageViews, Containers: containers, Volumes: volumes, BuildCache: [], BuilderSize: 0 };
   }
 
   async shutdown(): Promise<void> {
     await this.containers.shutdown();
   }
+}
+
+/** A volume as the API shows it (without our private fields). */
+function volumeView(v: VolumeRecord): VolumeRecord {
+  const { Anonymous: _anonymous, ...view } = v as VolumeRecord & { Populated?: boolean };
+  delete (view as { Populated?: boolean }).Populated;
+  return { ...view, Labels: view.Labels ?? {}, Options: view.Options ?? {} };
 }
 
 /** `docker images --filter reference=busy*` matching against familiar names (with and without tag). */

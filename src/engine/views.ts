@@ -76,11 +76,13 @@ function ports(c: ContainerRecord): Json {
 }
 
 function mounts(c: ContainerRecord): Json[] {
-  return (c.HostConfig.Binds ?? []).map((bind) => {
-    const [source, destination, mode = ''] = bind.split(':');
-    const ro = mode.split(',').includes('ro');
-    return { Type: 'bind', Source: source, Destination: destination, Mode: mode, RW: !ro, Propagation: 'rprivate' };
-  });
+  return (c.MountPoints ?? []).map((m) =>
+    m.Type === 'volume'
+      ? { Type: 'volume', Name: m.Name, Source: m.Source, Destination: m.Destination, Driver: m.Driver ?? 'local', Mode: m.Mode || 'z', RW: m.RW, Propagation: '' }
+      : m.Type === 'bind'
+        ? { Type: 'bind', Source: m.Source, Destination: m.Destination, Mode: m.Mode, RW: m.RW, Propagation: m.Propagation || 'rprivate' }
+        : { Type: 'tmpfs', Source: '', Destination: m.Destination, Mode: m.Mode, RW: m.RW, Propagation: '' },
+  );
 }
 
 export function containerSummary(c: ContainerRecord, extra: { sizeRw?: number; sizeRootFs?: number; now?: number }): Json {
