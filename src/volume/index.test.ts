@@ -180,6 +180,54 @@ describe('VolumeStore', () => {
     assert.equal(await mountAt(p), undefined);
   });
 
+  it('mounts a block device volume (type=ext4) and keeps its data between uses', async (t) => {
+    const image = path.join(tmp, 'ext4.img');
+    await fs.writeFile(image, Buffer.alloc(0));
+    await fs.truncate(image, 8 * 1024 * 1024);
+    const mkfs = await run('mkfs.ext4', ['-q', '-F', image], { allowFailure: true });
+    const loop = mkfs.code === 0 ? await run('losetup', ['--find', '--show', image], { allowFailure: true }) : mkfs;
+    if (loop.code !== 0) {
+      t.skip(`no loop device here: ${loop.stderr.trim()}`);
+      return;
+    }
+    const device = loop.stdout.trim();
+    try {
+      const store = new VolumeStore({ root: await newRoot() });
+      await store.create({ name: 'disk', options: { type: 'ext4', device } });
+      const p = await store.mount('disk', 'c1');
+      assert.equal(await mountAt(p), 'ext4');
+      await fs.writeFile(path.join(p, 'on-disk'), 'd');
+      await store.unmount('disk', 'c1');
+      assert.equal(await mountAt(p), undefined);
+      assert.equal(await fs.readdir(p).then((e) => e.includes('on-disk')), false);
+      await store.mount('disk', 'c2');
+      assert.equal(await fs.readFile(path.join(p, 'on-disk'), 'utf8'), 'd');
+      await store.remove('disk', { force: true });
+    } finally {
+      const info = await fs.readFile('/proc/self/mountinfo', 'utf8');
+      for (const line of info.split('\n')) if (line.includes(` ${device} `)) await run('umount', ['-l', line.split(' ')[4]!], { allowFailure: true });
+      await run('losetup', ['-d', device], { allowFailure: true });
+    }
+  });
+
+  it('mounts once when two containers start at the same instant, and remounts after an outside unmount of an adopted mount', async () => {
+    const store = new VolumeStore({ root: await newRoot() });
+    const v = await store.create({ name: 'race', options: { type: 'tmpfs', device: 'tmpfs', o: 'size=1m' } });
+    await Promise.all([store.mount('race', 'c1'), store.mount('race', 'c2')]);
+    const count = async () => (await fs.readFile('/proc/self/mountinfo', 'utf8')).split('\n').filter((l) => l.split(' ')[4] === v.Mountpoint).length;
+    assert.equal(await count(), 1);
+    await Promise.all([store.unmount('race', 'c1'), store.unmount('race', 'c2')]);
+    assert.equal(await count(), 0);
+    await store.mount('race', 'c3');
+    const adopter = new VolumeStore({ root: path.dirname(path.dirname(path.dirname(v.Mountpoint))) });
+    await adopter.init();
+    await run('umount', [v.Mountpoint]);
+    await adopter.mount('race', 'c4');
+    assert.equal(await count(), 1, 'the adopted mount was gone, so mount() mounted again');
+    await adopter.unmount('race', 'c4');
+    assert.equal(await count(), 0);
+  });
+
   it('reports a failed mount and stays unmounted', async () => {
     const store = new VolumeStore({ root: await newRoot() });
     await store.create({ name: 'broken', options: { type: 'none', device: path.join(tmp, 'absent'), o: 'bind' } });

@@ -160,7 +160,10 @@ export class VolumeStore {
 
   /** Loads the records, removes half-created and half-removed volumes, adopts live mounts. */
   init(): Promise<void> {
-    this.#ready ??= this.#load();
+    this.#ready ??= this.#load().catch((err: unknown) => {
+      this.#ready = undefined;
+      throw err;
+    });
     return this.#ready;
   }
 
@@ -302,6 +305,11 @@ export class VolumeStore {
     await this.init();
     return this.#locked(name, async () => {
       const v = this.#find(name);
+      if (hasOwnFs(v) && (this.#holders.get(name)?.size ?? 0) === 0) {
+        // Nobody holds it: trust the kernel, not our memory (an admin may have unmounted it).
+        if ((await mountsUnder(v.Mountpoint)).some((m) => m.target === v.Mountpoint)) this.#mounted.add(name);
+        else this.#mounted.delete(name);
+      }
       if (hasOwnFs(v) && !this.#mounted.has(name)) {
         try {
           await mountFs(
