@@ -1,0 +1,38 @@
+/**
+ * registry: the OCI Distribution protocol (Distribution Spec v1.1 and Docker Registry HTTP API
+ * v2). It owns the route table and error codes (shared with the pull/push client to come), the
+ * registry server's store and its HTTP handlers, and the registry's garbage collection. It does
+ * not own blob bytes (content/ verifies and stores them), image semantics beyond what a
+ * manifest references (image/), auth backends, TLS or the web UI (later, behind `authorize`).
+ *
+ * Lifecycle: open → serve → (pushes: upload → verify → link → manifest) → gc → close.
+ *
+ *   const running = await serveRegistry({ root: '/var/lib/baleia/registry', host: '127.0.0.1', port: 5000 });
+ *   // skopeo copy oci:dir:tag docker://127.0.0.1:5000/repo:tag
+ *   await running.registry.store.collectGarbage({ gracePeriodMs: 3600_000 });
+ *   await running.close();
+ *
+ * On disk, under the registry root (`--root`, default /var/lib/baleia/registry):
+ *
+ *   <root>/
+ *     content/blobs/sha256/<hex>                 every blob and manifest, verified (ContentStore)
+ *     content/ingest/<random>/                   single-request pushes in flight (wiped on start)
+ *     uploads/<uuid>/state.json                  {id, name, startedAt, offset}: acknowledged bytes
+ *     uploads/<uuid>/data                        the upload so far; survives restarts
+ *     repositories/<name…>/                      <name> split on "/" (components never start with "_")
+ *       _layers/sha256/<hex>                     link: this repository may serve the blob
+ *       _manifests/revisions/sha256/<hex>        {mediaType, size, subject?}: a manifest of the repository
+ *       _manifests/tags/<tag>                    the digest the tag points at
+ *       _referrers/sha256/<subject-hex>/<hex>    descriptor of a manifest whose subject is <subject>
+ *
+ * A blob is visible only after it is hashed and renamed into content/ and then linked; an upload
+ * is never visible. Garbage collection marks every revision of every repository and what it
+ * references, and sweeps the rest once both the blob and its newest link are older than a grace
+ * period. Run the offline `baleia registry gc` only while no server uses the same root.
+ */
+export { errorCodes, errorBody, parseErrorBody, registryError, registryErrorOf, type ErrorCode, type RegistryErrorInfo } from './errors.js';
+export { checkDigest, checkName, checkTag, isName, isTag, parseReference, type Reference } from './names.js';
+export { matchRoute, paths, routeAction, type RouteMatch, type RouteName } from './routes.js';
+export { mediaTypes, manifestMediaTypes, maxManifestSize, parseManifest, type Descriptor, type ParsedManifest } from './manifests.js';
+export { RegistryStore, rangeHeader, type GcOptions, type GcReport, type UploadState } from './store.js';
+export { Registry, serveRegistry, type AccessRequest, type RegistryOptions, type RunningRegistry, type ServeOptions } from './server.js';

@@ -1,0 +1,604 @@
+/**
+ * The registry's store: repositories as directories of links over one ContentStore, resumable
+ * uploads, tags, the referrers index and garbage collection. Blob bytes live only in content/,
+ * verified before they are visible; a repository holds links (what it may serve), never bytes.
+ * See index.ts for the on-disk tree.
+ */
+import { randomUUID } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { ContentStore, sha256Digest } from '../content/index.js';
+import { errnoCode, isKind, readJsonIfExists, silentLogger, syncDir, writeFileAtomic, writeJsonAtomic, type Logger } from '../lib/index.js';
+import { registryError } from './errors.js';
+import { checkDigest, isSupportedDigest, isTag, type Reference } from './names.js';
+import { maxManifestSize, parseManifest, referrerDescriptor, requiredBlobs, type Descriptor } from './manifests.js';
+
+export interface UploadState {
+  id: string;
+  name: string;
+  startedAt: string;
+  /** Bytes received, fsynced and acknowledged; the data file is cut back to this after a crash. */
+  offset: number;
+}
+
+export interface StoredManifest {
+  digest: string;
+  mediaType: string;
+  size: number;
+  body: Buffer;
+}
+
+interface RevisionRecord {
+  mediaType: string;
+  size: number;
+  subject?: string;
+}
+
+export interface GcOptions {
+  /** Unreferenced blobs younger than this (blob or newest link mtime) are kept. */
+  gracePeriodMs: number;
+  /** Uploads idle for longer than this are purged. */
+  uploadTtlMs?: number;
+  dryRun?: boolean;
+  now?: number;
+}
+
+export interface GcReport {
+  marked: number;
+  deleted: string[];
+  bytesFreed: number;
+  uploadsPurged: number;
+}
+
+const hexName = /^[0-9a-f]{64}$/;
+
+/**
+ * Readers (pushes that link blobs or store manifests) share the lock; garbage collection holds it
+ * alone between mark and sweep, so nothing becomes referenced behind the marker's back.
+ */
+class GcLock {
+  #readers = 0;
+  #writer: Promise<void> | undefined;
+  #drained: (() => void) | undefined;
+
+  async shared<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.#writer) await this.#writer;
+    this.#readers++;
+    try {
+      return await fn();
+    } finally {
+      if (--this.#readers === 0) this.#drained?.();
+    }
+  }
+
+  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.#writer) await this.#writer;
+    let done!: () => void;
+    this.#writer = new Promise<void>((resolve) => (done = resolve));
+    try {
+      if (this.#readers > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
+      this.#drained = undefined;
+      return await fn();
+    } finally {
+      this.#writer = undefined;
+      done();
+    }
+  }
+}
+
+/** One operation at a time per key (an upload's PATCHes and PUT arrive on separate connections). */
+class KeyedMutex {
+  readonly #tails = new Map<string, Promise<unknown>>();
+
+  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.#tails.get(key) ?? Promise.resolve();
+    const next = previous.then(fn, fn);
+    const tail = next.catch(() => {});
+    this.#tails.set(key, tail);
+    try {
+      return await next;
+    } finally {
+      if (this.#tails.get(key) === tail) this.#tails.delete(key);
+    }
+  }
+}
+
+async function readTextIfExists(file: string): Promise<string | undefined> {
+  try {
+    return await fs.readFile(file, 'utf8');
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') return undefined;
+    throw err;
+  }
+}
+
+async function readdirIfExists(dir: string): Promise<string[]> {
+  try {
+    return await fs.readdir(dir);
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') return [];
+    throw err;
+  }
+}
+
+async function mtimeIfExists(file: string): Promise<number | undefined> {
+  try {
+    return (await fs.stat(file)).mtimeMs;
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+async function removeIfExists(file: string): Promise<boolean> {
+  try {
+    await fs.unlink(file);
+    return true;
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+const hexOf = (digest: string) => digest.slice('sha256:'.length);
+
+export class RegistryStore {
+  readonly content: ContentStore;
+  readonly #root: string;
+  readonly #repos: string;
+  readonly #uploads: string;
+  readonly #logger: Logger;
+  readonly #gcLock = new GcLock();
+  readonly #uploadLocks = new KeyedMutex();
+
+  constructor(root: string, options: { logger?: Logger } = {}) {
+    this.#root = root;
+    this.content = new ContentStore(root);
+    this.#repos = path.join(root, 'repositories');
+    this.#uploads = path.join(root, 'uploads');
+    this.#logger = options.logger ?? silentLogger;
+  }
+
+  get root(): string {
+    return this.#root;
+  }
+
+  /** Creates the tree; drops what a crash left half-made (ingests, temp files, uploads without state). */
+  async init(): Promise<void> {
+    await this.content.init();
+    await fs.mkdir(this.#repos, { recursive: true });
+    await fs.mkdir(this.#uploads, { recursive: true });
+    for (const id of await fs.readdir(this.#uploads)) {
+      const dir = path.join(this.#uploads, id);
+      if (!(await readJsonIfExists<UploadState>(path.join(dir, 'state.json')))) {
+        await fs.rm(dir, { recursive: true, force: true });
+        continue;
+      }
+      for (const name of await fs.readdir(dir)) {
+        if (name.startsWith('.tmp-')) await fs.rm(path.join(dir, name), { force: true });
+      }
+    }
+  }
+
+  #repo(name: string): string {
+    return path.join(this.#repos, ...name.split('/'));
+  }
+  #layerLink(name: string, digest: string): string {
+    return path.join(this.#repo(name), '_layers', 'sha256', hexOf(digest));
+  }
+  #revision(name: string, digest: string): string {
+    return path.join(this.#repo(name), '_manifests', 'revisions', 'sha256', hexOf(digest));
+  }
+  #tagsDir(name: string): string {
+    return path.join(this.#repo(name), '_manifests', 'tags');
+  }
+  #referrersDir(name: string, subject: string): string {
+    return path.join(this.#repo(name), '_referrers', 'sha256', hexOf(subject));
+  }
+  #uploadDir(id: string): string {
+    return path.join(this.#uploads, id);
+  }
+
+  // ---- repositories ----
+
+  async repositoryExists(name: string): Promise<boolean> {
+    const dir = this.#repo(name);
+    return (await mtimeIfExists(path.join(dir, '_manifests'))) !== undefined || (await mtimeIfExists(path.join(dir, '_layers'))) !== undefined;
+  }
+
+  /** Every repository, in lexical order. */
+  async listRepositories(): Promise<string[]> {
+    const found: string[] = [];
+    const walk = async (dir: string, prefix: string): Promise<void> => {
+      const entries = await readdirIfExists(dir);
+      if (prefix && (entries.includes('_manifests') || entries.includes('_layers'))) found.push(prefix);
+      for (const entry of entries) {
+        if (entry.startsWith('_') || entry.startsWith('.')) continue;
+        await walk(path.join(dir, entry), prefix ? `${prefix}/${entry}` : entry);
+      }
+    };
+    await walk(this.#repos, '');
+    return found.sort();
+  }
+
+  // ---- blobs ----
+
+  /** The blob's size when `name` may serve it (a layer link or a manifest revision), else BLOB_UNKNOWN. */
+  async blobSize(name: string, digest: string): Promise<number> {
+    const linked =
+      (await mtimeIfExists(this.#layerLink(name, digest))) !== undefined || (await mtimeIfExists(this.#revision(name, digest))) !== undefined;
+    if (linked) {
+      try {
+        return await this.content.size(digest);
+      } catch (err) {
+        if (!isKind(err, 'NotFound')) throw err;
+      }
+    }
+    throw registryError('BLOB_UNKNOWN', { detail: { digest } });
+  }
+
+  /**
+   * Refreshes a layer link's mtime: a client that saw the blob (HEAD) will refer to it soon, so
+   * garbage collection's grace period counts from now.
+   */
+  async touchBlob(name: string, digest: string): Promise<void> {
+    const now = new Date();
+    await fs.utimes(this.#layerLink(name, digest), now, now).catch(() => {});
+  }
+
+  async #link(name: string, digest: string): Promise<void> {
+    const file = this.#layerLink(name, digest);
+    await fs.mkdir(path.dirname(file), { recursive: true });
+    await writeFileAtomic(file, digest);
+  }
+
+  /** Links an existing blob of `from` into `name`; false when `from` cannot serve it. */
+  async mountBlob(name: string, from: string, digest: string): Promise<boolean> {
+    return this.#gcLock.shared(async () => {
+      try {
+        await this.blobSize(from, digest);
+      } catch (err) {
+        if (isKind(err, 'NotFound')) return false;
+        throw err;
+      }
+      await this.#link(name, digest);
+      return true;
+    });
+  }
+
+  /** Removes the blob from `name` (the bytes go at the next garbage collection). */
+  async deleteBlob(name: string, digest: string): Promise<void> {
+    if (!(await removeIfExists(this.#layerLink(name, digest)))) throw registryError('BLOB_UNKNOWN', { detail: { digest } });
+  }
+
+  /** A blob pushed in one request (`POST ?digest=`): verified by the content store, then linked. */
+  async putBlob(name: string, stream: NodeJS.ReadableStream, digest: string, options: { signal?: AbortSignal } = {}): Promise<number> {
+    checkDigest(digest);
+    let size: number;
+    try {
+      ({ size } = await this.content.ingest(stream, { expected: digest, signal: options.signal }));
+    } catch (err) {
+      if (isKind(err, 'InvalidArgument')) throw registryError('DIGEST_INVALID', { detail: { digest }, cause: err });
+      throw err;
+    }
+    await this.#gcLock.shared(async () => {
+      await this.#link(name, digest);
+      // Only a grace period shorter than this request could let the collector take the blob.
+      if (!(await this.content.has(digest))) throw registryError('BLOB_UPLOAD_INVALID', { message: 'blob was collected before it was linked, push it again' });
+    });
+    return size;
+  }
+
+  // ---- uploads ----
+
+  async startUpload(name: string): Promise<UploadState> {
+    const state: UploadState = { id: randomUUID(), name, startedAt: new Date().toISOString(), offset: 0 };
+    const dir = this.#uploadDir(state.id);
+    await fs.mkdir(dir, { recursive: true });
+    await (await fs.open(path.join(dir, 'data'), 'w', 0o644)).close();
+    await writeJsonAtomic(path.join(dir, 'state.json'), state);
+    return state;
+  }
+
+  async #state(name: string, id: string): Promise<UploadState> {
+    const unknown = () => registryError('BLOB_UPLOAD_UNKNOWN', { detail: { uuid: id } });
+    if (!/^[0-9a-f-]{36}$/.test(id)) throw unknown();
+    const state = await readJsonIfExists<UploadState>(path.join(this.#uploadDir(id), 'state.json'));
+    if (!state || state.name !== name) throw unknown();
+    return state;
+  }
+
+  async uploadStatus(name: string, id: string): Promise<UploadState> {
+    return this.#state(name, id);
+  }
+
+  /**
+   * Appends a chunk at the upload's offset. `start` (from Content-Range) must equal the offset:
+   * chunks arrive in order or not at all (416). A chunk cut short (client gone, error) is cut
+   * back out, so the upload stays at its last acknowledged offset and can be resumed.
+   */
+  async appendUpload(
+    name: string,
+    id: string,
+    stream: NodeJS.ReadableStream,
+    options: { start?: number; length?: number; signal?: AbortSignal } = {},
+  ): Promise<UploadState> {
+    return this.#uploadLocks.run(id, () => this.#append(name, id, stream, options));
+  }
+
+  async #append(
+    name: string,
+    id: string,
+    stream: NodeJS.ReadableStream,
+    options: { start?: number; length?: number; signal?: AbortSignal },
+  ): Promise<UploadState> {
+    const state = await this.#state(name, id);
+    if (options.start !== undefined && options.start !== state.offset) {
+      throw registryError('RANGE_INVALID', {
+        message: `chunk starts at ${options.start}, the upload is at ${state.offset}`,
+        detail: { offset: state.offset, start: options.start },
+        headers: { Range: rangeHeader(state.offset) },
+      });
+    }
+    const file = path.join(this.#uploadDir(id), 'data');
+    const handle = await fs.open(file, 'r+');
+    let written = 0;
+    try {
+      // What is past the acknowledged offset is a chunk that never completed (crash).
+      await handle.truncate(state.offset);
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        if (options.signal?.aborted) throw options.signal.reason;
+        if (options.length !== undefined && written + chunk.length > options.length) {
+          throw registryError('SIZE_INVALID', { message: `chunk is longer than its range of ${options.length} bytes` });
+        }
+        await handle.write(chunk, 0, chunk.length, state.offset + written);
+        written += chunk.length;
+      }
+      if (options.length !== undefined && written !== options.length) {
+        throw registryError('SIZE_INVALID', { message: `chunk has ${written} bytes, its range says ${options.length}` });
+      }
+      await handle.datasync();
+    } catch (err) {
+      await handle.truncate(state.offset).catch(() => {});
+      throw err;
+    } finally {
+      await handle.close();
+    }
+    if (written === 0) return state;
+    const next = { ...state, offset: state.offset + written };
+    await writeJsonAtomic(path.join(this.#uploadDir(id), 'state.json'), next);
+    return next;
+  }
+
+  /**
+   * Completes an upload with an optional last chunk: the data is hashed again by the content
+   * store and only a match becomes a visible blob; a mismatch answers DIGEST_INVALID and ends
+   * the upload, as docker/distribution does.
+   */
+  async finishUpload(
+    name: string,
+    id: string,
+    digest: string,
+    last?: { stream: NodeJS.ReadableStream; start?: number; length?: number; signal?: AbortSignal },
+  ): Promise<{ digest: string; size: number }> {
+    return this.#uploadLocks.run(id, async () => {
+      checkDigest(digest);
+      let state = await this.#state(name, id);
+      if (last) state = await this.#append(name, id, last.stream, last);
+      const dir = this.#uploadDir(id);
+      const data = path.join(dir, 'data');
+      try {
+        return await this.#gcLock.shared(async () => {
+          await fs.chmod(data, 0o444);
+          let result: { digest: string; size: number };
+          try {
+            result = await this.content.importFile(data, { expected: digest, signal: last?.signal });
+          } catch (err) {
+            if (isKind(err, 'InvalidArgument')) {
+              await fs.rm(dir, { recursive: true, force: true });
+              throw registryError('DIGEST_INVALID', { detail: { digest }, cause: err });
+            }
+            await fs.chmod(data, 0o644).catch(() => {});
+            throw err;
+          }
+          await this.#link(name, digest);
+          return result;
+        });
+      } finally {
+        if (!(await mtimeIfExists(data))) await fs.rm(dir, { recursive: true, force: true });
+      }
+    });
+  }
+
+  async cancelUpload(name: string, id: string): Promise<void> {
+    await this.#uploadLocks.run(id, async () => {
+      await this.#state(name, id);
+      await fs.rm(this.#uploadDir(id), { recursive: true, force: true });
+    });
+  }
+
+  // ---- manifests ----
+
+  async #resolve(name: string, ref: Reference): Promise<string> {
+    if (ref.digest !== undefined) return ref.digest;
+    const text = await readTextIfExists(path.join(this.#tagsDir(name), ref.tag));
+    const digest = text?.trim();
+    if (!digest || !isSupportedDigest(digest)) throw registryError('MANIFEST_UNKNOWN', { detail: { tag: ref.tag } });
+    return digest;
+  }
+
+  async #revisionRecord(name: string, digest: string): Promise<RevisionRecord | undefined> {
+    const text = await readTextIfExists(this.#revision(name, digest));
+    return text === undefined ? undefined : (JSON.parse(text) as RevisionRecord);
+  }
+
+  async getManifest(name: string, ref: Reference, options: { body?: boolean } = {}): Promise<StoredManifest> {
+    const digest = await this.#resolve(name, ref);
+    const record = await this.#revisionRecord(name, digest);
+    if (!record) throw registryError('MANIFEST_UNKNOWN', { detail: ref.tag !== undefined ? { tag: ref.tag, digest } : { digest } });
+    const body = options.body === false ? Buffer.alloc(0) : await this.content.read(digest);
+    return { digest, mediaType: record.mediaType, size: record.size, body };
+  }
+
+  /**
+   * Stores a manifest after checking it: known media type, at most 4 MiB, every referenced
+   * blob linked in this repository (or, for an index, every child manifest stored here).
+   */
+  async putManifest(
+    name: string,
+    ref: Reference,
+    body: Buffer,
+    contentType: string | undefined,
+  ): Promise<{ digest: string; subject?: string }> {
+    if (body.length > maxManifestSize) {
+      throw registryError('MANIFEST_INVALID', { status: 413, message: `manifest is larger than ${maxManifestSize} bytes` });
+    }
+    const digest = sha256Digest(body);
+    if (ref.digest !== undefined && ref.digest !== digest) {
+      throw registryError('DIGEST_INVALID', { message: `manifest digest is ${digest}, not ${ref.digest}`, detail: { digest: ref.digest } });
+    }
+    const manifest = parseManifest(body, contentType);
+    return this.#gcLock.shared(async () => {
+      const unknown: Descriptor[] = [];
+      for (const d of requiredBlobs(manifest)) {
+        const ok = (await mtimeIfExists(this.#layerLink(name, d.digest))) !== undefined && (await this.content.has(d.digest));
+        if (!ok) unknown.push(d);
+      }
+      for (const d of manifest.manifests) {
+        if (!(await this.#revisionRecord(name, d.digest))) unknown.push(d);
+      }
+      if (unknown.length > 0) {
+        throw registryError('MANIFEST_BLOB_UNKNOWN', {
+          message: `manifest references ${unknown.length === 1 ? `"${unknown[0]!.digest}"` : `${unknown.length} blobs`} unknown to the repository`,
+          detail: { digests: unknown.map((d) => d.digest) },
+        });
+      }
+      await this.content.writeBlob(body, { expected: digest });
+      const record: RevisionRecord = { mediaType: manifest.mediaType, size: body.length };
+      if (manifest.subject) record.subject = manifest.subject.digest;
+      const revision = this.#revision(name, digest);
+      await fs.mkdir(path.dirname(revision), { recursive: true });
+      await writeJsonAtomic(revision, record);
+      if (manifest.subject) {
+        const dir = this.#referrersDir(name, manifest.subject.digest);
+        await fs.mkdir(dir, { recursive: true });
+        await writeJsonAtomic(path.join(dir, hexOf(digest)), referrerDescriptor(manifest, digest, body.length));
+      }
+      if (ref.tag !== undefined) {
+        await fs.mkdir(this.#tagsDir(name), { recursive: true });
+        await writeFileAtomic(path.join(this.#tagsDir(name), ref.tag), digest);
+      }
+      return { digest, subject: manifest.subject?.digest };
+    });
+  }
+
+  /** By tag: removes the tag. By digest: removes the manifest, every tag on it, its referrer entry. */
+  async deleteManifest(name: string, ref: Reference): Promise<void> {
+    if (ref.tag !== undefined) {
+      if (!(await removeIfExists(path.join(this.#tagsDir(name), ref.tag)))) throw registryError('MANIFEST_UNKNOWN', { detail: { tag: ref.tag } });
+      return;
+    }
+    const digest = ref.digest;
+    const record = await this.#revisionRecord(name, digest);
+    if (!record) throw registryError('MANIFEST_UNKNOWN', { detail: { digest } });
+    for (const tag of await this.listTags(name)) {
+      const target = (await readTextIfExists(path.join(this.#tagsDir(name), tag)))?.trim();
+      if (target === digest) await removeIfExists(path.join(this.#tagsDir(name), tag));
+    }
+    if (record.subject) await removeIfExists(path.join(this.#referrersDir(name, record.subject), hexOf(digest)));
+    await removeIfExists(this.#revision(name, digest));
+  }
+
+  /** Tags in lexical order; NAME_UNKNOWN for a repository never pushed to. */
+  async listTags(name: string): Promise<string[]> {
+    if (!(await this.repositoryExists(name))) throw registryError('NAME_UNKNOWN', { detail: { name } });
+    return (await readdirIfExists(this.#tagsDir(name))).filter(isTag).sort();
+  }
+
+  /** Descriptors of the manifests whose `subject` is `digest`, optionally of one artifact type. */
+  async referrers(name: string, digest: string, options: { artifactType?: string } = {}): Promise<Descriptor[]> {
+    const dir = this.#referrersDir(name, digest);
+    const out: Descriptor[] = [];
+    for (const entry of (await readdirIfExists(dir)).filter((n) => hexName.test(n)).sort()) {
+      const d = await readJsonIfExists<Descriptor>(path.join(dir, entry));
+      if (!d) continue;
+      if (options.artifactType !== undefined && d.artifactType !== options.artifactType) continue;
+      out.push(d);
+    }
+    return out;
+  }
+
+  // ---- garbage collection ----
+
+  /**
+   * Mark and sweep. Marks every manifest revision of every repository and what it references;
+   * sweeps unmarked blobs whose blob file and newest link are older than the grace period (so a
+   * blob pushed but not yet referenced by its manifest survives), removing their links too;
+   * purges uploads idle longer than `uploadTtlMs`. Pushes wait while it runs.
+   */
+  async collectGarbage(options: GcOptions): Promise<GcReport> {
+    return this.#gcLock.exclusive(async () => {
+      const now = options.now ?? Date.now();
+      const marked = new Set<string>();
+      const links = new Map<string, { newest: number; files: string[] }>();
+      for (const name of await this.listRepositories()) {
+        const revisions = path.join(this.#repo(name), '_manifests', 'revisions', 'sha256');
+        for (const hex of (await readdirIfExists(revisions)).filter((n) => hexName.test(n))) {
+          const digest = `sha256:${hex}`;
+          marked.add(digest);
+          // A manifest that cannot be read stops the collection: sweeping on a partial mark loses data.
+          const value = JSON.parse((await this.content.read(digest)).toString('utf8')) as Record<string, unknown>;
+          for (const d of [value.config, ...(Array.isArray(value.layers) ? value.layers : []), ...(Array.isArray(value.manifests) ? value.manifests : [])]) {
+            const ref = (d as { digest?: unknown } | undefined)?.digest;
+            if (typeof ref === 'string') marked.add(ref);
+          }
+        }
+        const layers = path.join(this.#repo(name), '_layers', 'sha256');
+        for (const hex of (await readdirIfExists(layers)).filter((n) => hexName.test(n))) {
+          const file = path.join(layers, hex);
+          const mtime = (await mtimeIfExists(file)) ?? 0;
+          const entry = links.get(hex) ?? { newest: 0, files: [] };
+          entry.newest = Math.max(entry.newest, mtime);
+          entry.files.push(file);
+          links.set(hex, entry);
+        }
+      }
+      const report: GcReport = { marked: marked.size, deleted: [], bytesFreed: 0, uploadsPurged: 0 };
+      for (const digest of await this.content.list()) {
+        if (marked.has(digest)) continue;
+        const hex = hexOf(digest);
+        const blobTime = await mtimeIfExists(this.content.path(digest));
+        if (blobTime === undefined) continue;
+        const link = links.get(hex);
+        if (now - Math.max(blobTime, link?.newest ?? 0) < options.gracePeriodMs) continue;
+        report.deleted.push(digest);
+        report.bytesFreed += (await fs.stat(this.content.path(digest)).catch(() => ({ size: 0 }))).size;
+        if (options.dryRun) continue;
+        for (const file of link?.files ?? []) await removeIfExists(file);
+        await this.content.delete(digest);
+      }
+      // Links whose blob is gone (removed by hand, or a crash mid-sweep) would answer HEAD wrongly.
+      if (!options.dryRun) {
+        for (const [hex, link] of links) {
+          if (!(await this.content.has(`sha256:${hex}`))) for (const file of link.files) await removeIfExists(file);
+        }
+      }
+      if (options.uploadTtlMs !== undefined) {
+        for (const id of await readdirIfExists(this.#uploads)) {
+          const mtime = await mtimeIfExists(path.join(this.#uploadDir(id), 'state.json'));
+          if (mtime !== undefined && now - mtime < options.uploadTtlMs) continue;
+          report.uploadsPurged++;
+          if (!options.dryRun) await fs.rm(this.#uploadDir(id), { recursive: true, force: true });
+        }
+      }
+      if (!options.dryRun && report.deleted.length > 0) await syncDir(path.dirname(this.content.path(report.deleted[0]!)));
+      this.#logger.info('registry garbage collection', { marked: report.marked, deleted: report.deleted.length, bytesFreed: report.bytesFreed, uploadsPurged: report.uploadsPurged });
+      return report;
+    });
+  }
+}
+
+/** The `Range` header of an upload: inclusive end, `0-0` while empty (docker/distribution's form). */
+export function rangeHeader(offset: number): string {
+  return `0-${Math.max(offset - 1, 0)}`;
+}
