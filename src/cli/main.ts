@@ -17,6 +17,7 @@ import { StreamError } from './progress.js';
 import * as containers from './commands/containers.js';
 import * as images from './commands/images.js';
 import { inspectCommand } from './commands/inspect.js';
+import * as registry from './commands/registry.js';
 import * as run from './commands/run.js';
 import * as system from './commands/system.js';
 
@@ -73,7 +74,7 @@ const systemGroup: CommandGroup = {
   commands: [system.dfCommand, system.eventsCommand, system.infoCommand],
 };
 
-const groups = [containerGroup, imageGroup, systemGroup];
+const groups = [containerGroup, imageGroup, registry.registryGroup, systemGroup];
 
 const commonCommands: Command[] = [run.runCommand, run.execCommand, containers.psCommand, images.imagesCommand, images.pullCommand, images.pushCommand, system.loginCommand, system.logoutCommand, system.versionCommand, system.infoCommand];
 
