@@ -20,6 +20,7 @@ import { inspectCommand } from './commands/inspect.js';
 import * as registry from './commands/registry.js';
 import * as run from './commands/run.js';
 import * as system from './commands/system.js';
+import * as volumes from './commands/volumes.js';
 
 const prog = 'baleia';
 
@@ -74,7 +75,7 @@ const systemGroup: CommandGroup = {
   commands: [system.dfCommand, system.eventsCommand, system.infoCommand],
 };
 
-const groups = [containerGroup, imageGroup, registry.registryGroup, systemGroup];
+const groups = [containerGroup, imageGroup, registry.registryGroup, systemGroup, volumes.volumeGroup];
 
 const commonCommands: Command[] = [run.runCommand, run.execCommand, containers.psCommand, images.imagesCommand, images.pullCommand, images.pushCommand, system.loginCommand, system.logoutCommand, system.versionCommand, system.infoCommand];
 

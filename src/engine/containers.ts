@@ -220,6 +220,8 @@ export class ContainerManager {
         this.#log.error('Cannot recover container', { container: id, err: describeError(err) }),
       );
     }
+    // Volume filesystems that no re-adopted container holds any more.
+    await this.#volumes.unmountIdle().catch((err) => this.#log.warn('Cannot unmount idle volumes', { err: describeError(err) }));
   }
 
   async #recover(live: Live): Promise<void> {

@@ -191,7 +191,7 @@ export const dfCommand: Command = {
       LayersSize?: number;
       Images?: Array<{ Size: number; SharedSize?: number; Containers?: number }> | null;
       Containers?: Array<{ State: string; SizeRw?: number }> | null;
-      Volumes?: Array<{ UsageData?: { Size: number; RefCount: number } | null }> | null;
+      Volumes?: Array<{ Name?: string; UsageData?: { Size: number; RefCount: number } | null }> | null;
       BuildCache?: Array<{ Size: number; InUse?: boolean; Shared?: boolean }> | null;
     };
     const df = await client.json<Df>('GET', '/system/df');
@@ -218,6 +218,18 @@ export const dfCommand: Command = {
       { Type: 'Local Volumes', TotalCount: String(volumes.length), Active: String(vActive.length), Size: humanSize(vSize), Reclaimable: `${humanSize(vReclaim)}${pct(vReclaim, vSize)}` },
       { Type: 'Build Cache', TotalCount: String(cache.length), Active: String(cache.filter((b) => b.InUse).length), Size: humanSize(bSize), Reclaimable: humanSize(bReclaim) },
     ];
+    if (flags.bool('verbose')) {
+      // docker's verbose view; the image and container sections come with their own commands.
+      cli.out(`Images space usage: ${humanSize(layers)}\n\nContainers space usage: ${humanSize(cSize)}\n\nLocal Volumes space usage:\n\n`);
+      cli.out(
+        formatList(
+          volumes.map((v) => ({ Name: () => v.Name ?? '', Links: () => String(v.UsageData?.RefCount ?? 0), Size: () => humanSize(Math.max(0, v.UsageData?.Size ?? 0)) })),
+          { format: undefined, defaultFormat: 'table {{.Name}}\t{{.Links}}\t{{.Size}}', headers: { Name: 'VOLUME NAME', Links: 'LINKS', Size: 'SIZE' } },
+        ),
+      );
+      cli.out(`\nBuild cache usage: ${humanSize(bSize)}\n`);
+      return;
+    }
     cli.out(
       formatList(rows, {
         format: flags.string('format'),
