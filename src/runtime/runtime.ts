@@ -268,7 +268,10 @@ export class Runtime {
     const stdio: Array<'ignore' | 'pipe'> = ['ignore', 'ignore', 'pipe', 'pipe'];
     for (let i = 0; i < extraPipes; i++) stdio.push('pipe');
     this.#log.debug('conmon', { argv: args });
-    const child = spawn(this.#conmonPath, args, { stdio, env, detached: true });
+    // conmon drops an `oom` file in its working directory: keep it in the container's own dir.
+    const b = args.indexOf('-b');
+    const cwd = b >= 0 && args[b + 1] ? args[b + 1] : this.execRoot;
+    const child = spawn(this.#conmonPath, args, { stdio, env, detached: true, cwd });
     let stderr = '';
     child.stderr!.setEncoding('utf8');
     child.stderr!.on('data', (s: string) => (stderr += s));
