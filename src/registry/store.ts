@@ -170,13 +170,16 @@ export class RegistryStore {
     await fs.mkdir(this.#uploads, { recursive: true });
     for (const id of await fs.readdir(this.#uploads)) {
       const dir = path.join(this.#uploads, id);
-      if (!(await readJsonIfExists<UploadState>(path.join(dir, 'state.json')))) {
+      const state = await readJsonIfExists<UploadState>(path.join(dir, 'state.json')).catch(() => undefined);
+      if (!state || (await mtimeIfExists(path.join(dir, 'data'))) === undefined) {
         await fs.rm(dir, { recursive: true, force: true });
         continue;
       }
       for (const name of await fs.readdir(dir)) {
         if (name.startsWith('.tmp-')) await fs.rm(path.join(dir, name), { force: true });
       }
+      // Bytes past the acknowledged offset belong to a chunk that never completed.
+      await fs.truncate(path.join(dir, 'data'), state.offset);
     }
   }
 
@@ -387,6 +390,7 @@ export class RegistryStore {
       if (last) state = await this.#append(name, id, last.stream, last);
       const dir = this.#uploadDir(id);
       const data = path.join(dir, 'data');
+      await fs.truncate(data, state.offset);
       try {
         return await this.#gcLock.shared(async () => {
           await fs.chmod(data, 0o444);

@@ -1,0 +1,97 @@
+/**
+ * The store on its own: crash leftovers are cleaned on open, the grammar, the route table.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { errorCodes, isName, isTag, matchRoute, parseManifest, registryErrorOf, RegistryStore } from './index.js';
+import { digestOf, tempDir } from './testing.js';
+
+test('opening the store cuts an upload back to its acknowledged offset and drops uploads without state', async (t) => {
+  const root = await tempDir('crash');
+  t.after(() => fs.rm(root, { recursive: true, force: true }));
+  const store = new RegistryStore(root);
+  await store.init();
+  const upload = await store.startUpload('crash/repo');
+  await store.appendUpload('crash/repo', upload.id, Readable.from([Buffer.from('hello ')]));
+  // A crash mid-chunk: bytes past the offset, a half-written state file, a directory with no state.
+  await fs.appendFile(path.join(root, 'uploads', upload.id, 'data'), 'garbage');
+  await fs.writeFile(path.join(root, 'uploads', upload.id, '.tmp-state.json-abc'), '{');
+  await fs.mkdir(path.join(root, 'uploads', '00000000-0000-0000-0000-000000000000'));
+  await fs.mkdir(path.join(root, 'content', 'ingest', 'leftover'), { recursive: true });
+
+  const reopened = new RegistryStore(root);
+  await reopened.init();
+  assert.deepEqual((await fs.readdir(path.join(root, 'uploads'))).sort(), [upload.id]);
+  assert.deepEqual(await fs.readdir(path.join(root, 'uploads', upload.id)), ['data', 'state.json']);
+  assert.deepEqual(await fs.readdir(path.join(root, 'content', 'ingest')), []);
+  assert.equal((await reopened.uploadStatus('crash/repo', upload.id)).offset, 6);
+  assert.equal((await fs.stat(path.join(root, 'uploads', upload.id, 'data'))).size, 6);
+  await reopened.appendUpload('crash/repo', upload.id, Readable.from([Buffer.from('world')]), { start: 6 });
+  await fs.appendFile(path.join(root, 'uploads', upload.id, 'data'), 'more garbage');
+  const { digest } = await reopened.finishUpload('crash/repo', upload.id, digestOf('hello world'));
+  assert.equal((await reopened.content.read(digest)).toString(), 'hello world');
+  assert.deepEqual(await reopened.listRepositories(), ['crash/repo']);
+});
+
+test('the name and tag grammar follows the distribution spec', () => {
+  for (const name of ['a', 'library/ubuntu', 'a.b/c_d/e__f/g-h', 'x--y', 'a/b/c/d/e', '0']) assert.equal(isName(name), true, name);
+  for (const name of ['', 'A', 'a/', '/a', 'a//b', 'a_', '_a', 'a..b', 'a___b', 'a/_manifests', 'a:b', 'x'.repeat(256)]) assert.equal(isName(name), false, name);
+  for (const tag of ['latest', 'v1.0', '_x', 'A-B_c.d', 'a'.repeat(128)]) assert.equal(isTag(tag), true, tag);
+  for (const tag of ['', '.a', '-a', 'a/b', 'a:b', 'a'.repeat(129)]) assert.equal(isTag(tag), false, tag);
+});
+
+test('the route table anchors on the fixed tail so names may hold slashes', () => {
+  const d = digestOf('x');
+  assert.deepEqual(matchRoute('/v2/'), { route: 'base', name: undefined, ref: undefined });
+  assert.deepEqual(matchRoute('/v2/_catalog'), { route: 'catalog', name: undefined, ref: undefined });
+  assert.deepEqual(matchRoute('/v2/a/b/c/tags/list'), { route: 'tags', name: 'a/b/c', ref: undefined });
+  assert.deepEqual(matchRoute(`/v2/a/blobs/b/blobs/${d}`), { route: 'blob', name: 'a/blobs/b', ref: d });
+  assert.deepEqual(matchRoute('/v2/a/b/blobs/uploads/'), { route: 'uploads', name: 'a/b', ref: undefined });
+  assert.deepEqual(matchRoute('/v2/a/b/blobs/uploads/1234'), { route: 'upload', name: 'a/b', ref: '1234' });
+  assert.deepEqual(matchRoute('/v2/a/manifests/latest'), { route: 'manifest', name: 'a', ref: 'latest' });
+  assert.deepEqual(matchRoute(`/v2/a/referrers/${d}`), { route: 'referrers', name: 'a', ref: d });
+  assert.equal(matchRoute('/v2/a/unknown/x'), undefined);
+});
+
+test('Docker schema2 manifests and lists are parsed; foreign layers are not required', () => {
+  const layer = { mediaType: 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip', digest: digestOf('l'), size: 1, urls: ['https://example.invalid/l'] };
+  const manifest = parseManifest(
+    Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
+        config: { mediaType: 'application/vnd.docker.container.image.v1+json', digest: digestOf('c'), size: 1 },
+        layers: [layer],
+      }),
+    ),
+    undefined,
+  );
+  assert.equal(manifest.mediaType, 'application/vnd.docker.distribution.manifest.v2+json');
+  assert.equal(manifest.blobs.length, 2);
+  const list = parseManifest(
+    Buffer.from(JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.docker.distribution.manifest.v2+json', digest: digestOf('m'), size: 3 }] })),
+    'application/vnd.docker.distribution.manifest.list.v2+json',
+  );
+  assert.equal(list.isIndex, true);
+  assert.equal(list.manifests.length, 1);
+  const bad = (() => {
+    try {
+      parseManifest(Buffer.from('{"schemaVersion":2}'), 'text/plain');
+    } catch (err) {
+      return registryErrorOf(err);
+    }
+  })();
+  assert.equal(bad?.code, 'MANIFEST_INVALID');
+});
+
+test('every error code has a status and a message', () => {
+  for (const [code, spec] of Object.entries(errorCodes)) {
+    assert.match(code, /^[A-Z_]+$/);
+    assert.ok(spec.status >= 400 && spec.status < 600, code);
+    assert.ok(spec.message.length > 0, code);
+  }
+  assert.equal(registryErrorOf(new Error('boom')).code, 'UNKNOWN');
+});
