@@ -512,7 +512,7 @@ export class ContainerManager {
       if (input.privileged) input.privilegedDevices = await hostDevices();
       const spec = buildSpec(input);
       mark('spec');
-      await this.#runtime.create(id, {
+      const created = await this.#runtime.create(id, {
         bundle: this.dir(id),
         spec,
         terminal: record.Config.Tty,
@@ -527,12 +527,11 @@ export class ContainerManager {
       mark('attach');
       await this.#runtime.start(id);
       mark('start');
-      const state = await this.#runtime.state(id);
       owner.release();
       record.State = {
         ...record.State,
         Status: 'running', Running: true, Paused: false, Restarting: false, OOMKilled: false, Dead: false,
-        Pid: state.pid, ExitCode: 0, Error: '', StartedAt: nowNano(), FinishedAt: record.State.FinishedAt,
+        Pid: created.pid, ExitCode: 0, Error: '', StartedAt: nowNano(), FinishedAt: record.State.FinishedAt,
       };
       record.ManuallyStopped = false;
       await this.#save(record);
