@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
+import { registryError } from './errors.js';
 import { digestOf, makeImage, pushImage, startRegistry, type TestRegistry } from './testing.js';
 
 const ociManifest = 'application/vnd.oci.image.manifest.v1+json';
@@ -525,4 +526,36 @@ test('a keep-alive connection carries on after an error response', async (t) => 
     assert.equal(await get('/v2/x/manifests/missing'), 404);
     assert.equal(await get('/v2/'), 200);
   });
+});
+
+test('the authorize hook sees each request and its refusals carry the spec code and headers', async (t) => {
+  const seen: string[] = [];
+  const r = await startRegistry({
+    allowDelete: false,
+    authorize: ({ method, action, name, from }) => {
+      seen.push(`${method} ${action} ${name ?? '-'}${from ? ` from ${from}` : ''}`);
+      if (name === 'private/repo') {
+        throw registryError('UNAUTHORIZED', { headers: { 'WWW-Authenticate': 'Basic realm="baleia"' } });
+      }
+      if (name === 'readonly' && action !== 'pull') throw registryError('DENIED');
+    },
+  });
+  t.after(() => r.close());
+  const denied = await r.request('GET', '/v2/private/repo/tags/list');
+  assert.equal(denied.status, 401);
+  assert.equal(denied.code, 'UNAUTHORIZED');
+  assert.equal(denied.headers['www-authenticate'], 'Basic realm="baleia"');
+  assert.equal((await r.request('POST', '/v2/readonly/blobs/uploads/')).code, 'DENIED');
+  assert.equal((await r.request('POST', `/v2/open/blobs/uploads/?mount=${digestOf('m')}&from=readonly`)).status, 202);
+  assert.equal((await r.request('GET', '/v2/_catalog')).status, 200);
+  const del = await r.request('DELETE', `/v2/open/blobs/${digestOf('m')}`);
+  assert.equal(del.code, 'UNSUPPORTED');
+  assert.equal(del.status, 405);
+  assert.deepEqual(seen, [
+    'GET pull private/repo',
+    'POST push readonly',
+    'POST push open from readonly',
+    'GET catalog -',
+    'DELETE delete open',
+  ]);
 });
