@@ -559,3 +559,60 @@ test('the authorize hook sees each request and its refusals carry the spec code 
     'DELETE delete open',
   ]);
 });
+
+test('a final PUT cut off mid-body makes no blob and leaves the upload resumable', async (t) => {
+  await withRegistry(t, async (r) => {
+    const blob = randomBytes(80_000);
+    const digest = digestOf(blob);
+    const location = await startUpload(r, 'cutput');
+    await r.request('PATCH', location, { body: blob.subarray(0, 30_000) });
+    await new Promise<void>((resolve, reject) => {
+      const socket = net.connect(r.port, '127.0.0.1', () => {
+        socket.write(`PUT ${withQuery(location, `digest=${digest}`)} HTTP/1.1\r\nHost: x\r\nContent-Length: 50000\r\n\r\n`);
+        socket.write(blob.subarray(30_000, 50_000), () => setTimeout(() => socket.destroy(), 100));
+      });
+      socket.on('error', reject);
+      socket.on('close', () => resolve());
+    });
+    await waitFor(async () => (await r.request('GET', location)).headers.range === '0-29999', 'the cut chunk to be dropped');
+    assert.equal((await r.request('HEAD', `/v2/cutput/blobs/${digest}`)).status, 404);
+    const done = await r.request('PUT', withQuery(location, `digest=${digest}`), { body: blob.subarray(30_000) });
+    assert.equal(done.status, 201, done.text);
+    assert.ok((await r.request('GET', `/v2/cutput/blobs/${digest}`)).body.equals(blob));
+  });
+});
+
+test('Docker schema2 manifests and manifest lists round-trip with their media types', async (t) => {
+  await withRegistry(t, async (r) => {
+    const image = await makeImage('docker');
+    for (const blob of [image.config, ...image.layers]) {
+      await r.request('POST', `/v2/docker/img/blobs/uploads/?digest=${digestOf(blob)}`, { body: blob });
+    }
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: dockerManifest,
+        config: { mediaType: 'application/vnd.docker.container.image.v1+json', digest: digestOf(image.config), size: image.config.length },
+        layers: image.layers.map((l) => ({ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', digest: digestOf(l), size: l.length })),
+      }),
+    );
+    assert.equal((await r.request('PUT', '/v2/docker/img/manifests/amd64', { headers: { 'Content-Type': dockerManifest }, body: manifest })).status, 201);
+    const listType = 'application/vnd.docker.distribution.manifest.list.v2+json';
+    const list = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: listType,
+        manifests: [{ mediaType: dockerManifest, digest: digestOf(manifest), size: manifest.length, platform: { architecture: 'amd64', os: 'linux' } }],
+      }),
+    );
+    // The body says what it is when the client sends no specific Content-Type.
+    const put = await r.request('PUT', '/v2/docker/img/manifests/latest', { headers: { 'Content-Type': 'application/json' }, body: list });
+    assert.equal(put.status, 201, put.text);
+    const get = await r.request('GET', '/v2/docker/img/manifests/latest', { headers: { Accept: `${listType}, ${dockerManifest}` } });
+    assert.equal(get.headers['content-type'], listType);
+    assert.equal(get.headers['docker-content-digest'], digestOf(list));
+    const child = await r.request('GET', `/v2/docker/img/manifests/${digestOf(manifest)}`, { headers: { Accept: dockerManifest } });
+    assert.equal(child.headers['content-type'], dockerManifest);
+    assert.ok(child.body.equals(manifest));
+  });
+});
