@@ -288,6 +288,23 @@ route('POST', `/containers/${id}/attach`, async (ctx) => {
   });
 });
 
+route('GET', `/containers/${id}/stats`, async (ctx) => {
+  const r = res(ctx);
+  const stream = queryBool(ctx.query, 'stream', true);
+  const abort = new AbortController();
+  r.on('close', () => abort.abort());
+  const samples = ctx.engine.containers.stats(ctx.params.id!, { stream, oneShot: queryBool(ctx.query, 'one-shot'), signal: abort.signal });
+  const first = await samples.next();
+  startStream(r);
+  if (!first.done) r.write(JSON.stringify(first.value) + '\n');
+  if (stream) for await (const sample of samples) r.write(JSON.stringify(sample) + '\n');
+  r.end();
+});
+
+route('POST', `/containers/${id}/update`, async (ctx) =>
+  sendJson(res(ctx), 200, await ctx.engine.containers.update(ctx.params.id!, await ctx.json())),
+);
+
 route('POST', `/containers/${id}/exec`, async (ctx) => {
   const exec = ctx.engine.containers.createExec(ctx.params.id!, await ctx.json());
   sendJson(res(ctx), 201, { Id: exec.ID });

@@ -236,7 +236,7 @@ function parseUlimit(spec: string): { Name: string; Soft: number; Hard: number }
   return { Name: m[1]!, Soft: soft, Hard: m[3] !== undefined ? Number(m[3]) : soft };
 }
 
-function parseRestart(text: string): { Name: string; MaximumRetryCount: number } {
+export function parseRestart(text: string): { Name: string; MaximumRetryCount: number } {
   const [name, count] = text.split(':');
   if (!['no', 'always', 'unless-stopped', 'on-failure', ''].includes(name!)) {
     throw new UsageError(`invalid restart policy ${name}`);

@@ -21,6 +21,7 @@ import * as registry from './commands/registry.js';
 import * as run from './commands/run.js';
 import * as system from './commands/system.js';
 import * as volumes from './commands/volumes.js';
+import * as stats from './commands/stats.js';
 
 const prog = 'baleia';
 
@@ -43,9 +44,11 @@ const containerGroup: CommandGroup = {
     containers.rmCommand,
     run.runCommand,
     run.startCommand,
+    stats.statsCommand,
     containers.stopCommand,
     containers.topCommand,
     containers.unpauseCommand,
+    stats.updateCommand,
     containers.waitCommand,
   ],
 };
@@ -107,10 +110,12 @@ const topLevel: Command[] = [
   run.runCommand,
   images.saveCommand,
   run.startCommand,
+  stats.statsCommand,
   containers.stopCommand,
   images.tagCommand,
   containers.topCommand,
   containers.unpauseCommand,
+  stats.updateCommand,
   system.versionCommand,
   containers.waitCommand,
 ];

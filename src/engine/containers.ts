@@ -38,11 +38,12 @@ import {
   type ParsedMount,
   type VolumeStore,
 } from '../volume/index.js';
-import { buildSpec, hostCapabilities, hostDevices, hostRlimits, type Runtime, type AttachSession, type SpecInput } from '../runtime/index.js';
+import { buildSpec, hostCapabilities, hostDevices, hostRlimits, resourceLimits, type Runtime, type AttachSession, type SpecInput } from '../runtime/index.js';
 import type { EventBus } from './events.js';
 import {
   mergeCreate,
   mergeEnv,
+  normalizeHostConfig,
   resolveUser,
   signalNumber,
   validateName,
@@ -51,6 +52,8 @@ import {
   type Json,
 } from './container-config.js';
 import { generateName } from './names.js';
+import { HealthMonitor, healthConfig, type HealthState } from './health.js';
+import { sampleStats, zeroStats } from './stats.js';
 
 export interface ContainerState {
   Status: 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead';
@@ -64,6 +67,7 @@ export interface ContainerState {
   Error: string;
   StartedAt: string;
   FinishedAt: string;
+  Health?: HealthState;
 }
 
 export interface ContainerRecord {
@@ -151,6 +155,7 @@ interface Live {
   lock: Promise<unknown>;
   restartTimer?: NodeJS.Timeout;
   consoleSize?: { width: number; height: number };
+  health?: HealthMonitor;
 }
 
 export interface ContainerManagerOptions {
@@ -236,6 +241,7 @@ export class ContainerManager {
       for (const mp of record.MountPoints ?? [])
         if (mp.Type === 'volume' && mp.Name) await this.#volumes.mount(mp.Name, record.Id).catch(() => {});
       this.#monitor(live);
+      this.#startHealth(live, { fresh: false });
       this.#log.info('Re-adopted running container', { container: record.Id, pid: state.pid });
       return;
     }
@@ -539,6 +545,7 @@ export class ContainerManager {
       this.#log.debug('Container started', { container: id, ms: phases });
       this.#emit(record, 'start');
       this.#monitor(live);
+      this.#startHealth(live, { fresh: true });
     } catch (err) {
       await owner.dispose();
       for (const s of live.sessions) s.close();
@@ -681,6 +688,8 @@ export class ContainerManager {
         this.#log.error('Cannot wait for container exit', { container: id, err: describeError(err) });
         exit = { exitCode: 255, exitedAt: new Date().toISOString(), oomKilled: false };
       }
+      live.health?.stop();
+      live.health = undefined;
       await this.#locked(live, async () => {
         // Let attach sessions drain what conmon still holds before they are closed.
         await Promise.race([Promise.all([...live.sessions].map((s) => s.closed)), delay(1000)]);
@@ -1145,6 +1154,134 @@ export class ContainerManager {
     if (exec.session && exec.ProcessConfig.tty) await exec.session.resize(size).catch(() => {});
   }
 
+  // ---------------------------------------------------------------- health, stats, update
+
+  #startHealth(live: Live, options: { fresh: boolean }): void {
+    const { record } = live;
+    const config = healthConfig(record.Config.Healthcheck as Json | undefined);
+    if (!config) return;
+    if (options.fresh || !record.State.Health) record.State.Health = { Status: 'starting', FailingStreak: 0, Log: [] };
+    const monitor = new HealthMonitor({
+      config,
+      state: record.State.Health!,
+      probe: (argv, timeoutMs) => this.#probe(record, argv, timeoutMs),
+      onUpdate: (state, changed) => {
+        if (changed) this.#emit(record, `health_status: ${state.Status}`);
+        void this.#save(record).catch(() => {});
+      },
+    });
+    live.health = monitor;
+    monitor.start();
+  }
+
+  /** One health probe: an exec with a timeout; a probe that hangs is killed and counts as failed. */
+  async #probe(record: ContainerRecord, argv: string[], timeoutMs: number): Promise<{ exitCode: number; output: string }> {
+    const rootfs = this.#snapshots.containerMergedPath(record.Id);
+    const user = resolveUser(record.Config.User, await readText(path.join(rootfs, 'etc/passwd')), await readText(path.join(rootfs, 'etc/group')));
+    this.#emit(record, `exec_create: ${argv.join(' ')}`);
+    const session = await this.#runtime.exec(record.Id, {
+      args: argv,
+      env: mergeEnv([`HOSTNAME=${record.Config.Hostname}`], record.Config.Env),
+      cwd: record.Config.WorkingDir || '/',
+      user,
+      terminal: false,
+      openStdin: false,
+    });
+    this.#emit(record, `exec_start: ${argv.join(' ')}`);
+    let output = '';
+    session.onData((_stream, data) => {
+      if (output.length < 4096) output += data.toString('utf8');
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<{ exitCode: number; output: string }>((resolve) => {
+      timer = setTimeout(() => {
+        if (session.pid > 0) {
+          try {
+            process.kill(session.pid, 'SIGKILL');
+          } catch {
+            // already gone
+          }
+        }
+        resolve({ exitCode: -1, output: `Health check exceeded timeout (${timeoutMs / 1000}s)` });
+      }, timeoutMs);
+    });
+    const finished = session.exit.then(({ exitCode, error }) => ({ exitCode, output: error ? `${error}\n` : output }));
+    const result = await Promise.race([finished, timedOut]);
+    clearTimeout(timer);
+    this.#emit(record, 'exec_die', { exitCode: String(result.exitCode) });
+    return result;
+  }
+
+  /** Docker's stats objects: one sample (`oneShot`), a pair a second apart, or one a second while running. */
+  async *stats(idOrName: string, options: { stream: boolean; oneShot?: boolean; signal?: AbortSignal }): AsyncGenerator<Json> {
+    const { record } = this.#find(idOrName);
+    const cgroup = `/baleia/${record.Id}`;
+    const take = () => sampleStats(this.#runtime, cgroup, record);
+    if (!record.State.Running) {
+      yield zeroStats(record);
+      return;
+    }
+    let previous = options.oneShot ? undefined : await take();
+    if (!options.stream && !options.oneShot) await delay(1000, options.signal);
+    for (;;) {
+      if (options.signal?.aborted || !record.State.Running) return;
+      const current = await take().catch(() => undefined);
+      if (!current) return;
+      yield {
+        ...current,
+        preread: previous?.read ?? '0001-01-01T00:00:00Z',
+        precpu_stats: previous?.cpu_stats ?? { cpu_usage: { total_usage: 0, usage_in_kernelmode: 0, usage_in_usermode: 0 }, throttling_data: { periods: 0, throttled_periods: 0, throttled_time: 0 } },
+      };
+      if (!options.stream) return;
+      previous = current;
+      await delay(1000, options.signal);
+    }
+  }
+
+  /** `docker update`: resources and restart policy of a container, live when it runs. */
+  async update(idOrName: string, body: Json): Promise<{ Warnings: string[] | null }> {
+    const live = this.#find(idOrName);
+    const { record } = live;
+    const resourceKeys = [
+      'Memory', 'MemorySwap', 'MemoryReservation', 'NanoCpus', 'CpuShares', 'CpuQuota', 'CpuPeriod', 'CpusetCpus',
+      'CpusetMems', 'PidsLimit', 'BlkioWeight', 'KernelMemory', 'CpuRealtimePeriod', 'CpuRealtimeRuntime',
+    ];
+    const changes: Json = {};
+    for (const key of resourceKeys) {
+      const v = body[key];
+      if (v !== undefined && v !== null && v !== 0 && v !== '') changes[key] = v;
+    }
+    if (body.RestartPolicy && typeof body.RestartPolicy === 'object' && (body.RestartPolicy as Json).Name) changes.RestartPolicy = body.RestartPolicy;
+    const merged = { ...record.HostConfig, ...changes };
+    // Only Memory given: the old swap limit may no longer fit; Docker keeps swap at twice memory.
+    if (changes.Memory !== undefined && changes.MemorySwap === undefined && record.HostConfig.MemorySwap > 0 && record.HostConfig.MemorySwap < (changes.Memory as number))
+      merged.MemorySwap = 2 * (changes.Memory as number);
+    if (changes.NanoCpus !== undefined) {
+      merged.CpuQuota = 0;
+      merged.CpuPeriod = 0;
+    }
+    const next = normalizeHostConfig(merged, this.#ncpu);
+    if (next.AutoRemove && next.RestartPolicy.Name !== 'no') throw invalidArgument('Restart policy cannot be updated because AutoRemove is enabled for the container');
+    if (record.State.Running) {
+      await this.#runtime.update(record.Id, resourceLimits({
+        memory: next.Memory || undefined,
+        memorySwap: next.MemorySwap || undefined,
+        memoryReservation: next.MemoryReservation || undefined,
+        cpuShares: next.CpuShares || undefined,
+        cpuQuota: next.CpuQuota || undefined,
+        cpuPeriod: next.CpuPeriod || undefined,
+        nanoCpus: next.NanoCpus || undefined,
+        cpusetCpus: next.CpusetCpus || undefined,
+        cpusetMems: next.CpusetMems || undefined,
+        pidsLimit: next.PidsLimit && next.PidsLimit > 0 ? next.PidsLimit : undefined,
+      }));
+    }
+    record.HostConfig = next;
+    await this.#save(record);
+    this.#emit(record, 'update');
+    return { Warnings: null };
+  }
+
   // ---------------------------------------------------------------- prune, sizes
 
   async prune(match: (record: ContainerRecord) => boolean): Promise<{ ContainersDeleted: string[] | null; SpaceReclaimed: number }> {
@@ -1252,6 +1389,14 @@ async function ensureDirIn(rootfs: string, dir: string): Promise<void> {
   }
 }
 
-const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
+const delay = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    timer.unref();
+    signal?.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve();
+    }, { once: true });
+  });
 
 export { shortId };

@@ -65,7 +65,7 @@ export function containerMatcher(
       any('network', (v) => (c.HostConfig.NetworkMode === 'default' ? 'bridge' : c.HostConfig.NetworkMode) === v) &&
       any('expose', (v) => Object.keys(c.Config.ExposedPorts ?? {}).some((p) => p === v || p === `${v}/tcp`)) &&
       any('volume', (v) => (c.MountPoints ?? []).some((m) => m.Name === v || m.Source === v || m.Destination === v)) &&
-      any('health', (v) => v === 'none') &&
+      any('health', (v) => (c.State.Health && c.State.Running ? c.State.Health.Status === v : v === 'none')) &&
       (!before || before.every((t) => t !== undefined && c.Created < t)) &&
       (!since || since.every((t) => t !== undefined && c.Created > t))
     );

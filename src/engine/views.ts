@@ -115,8 +115,10 @@ export function humanStatus(c: ContainerRecord, now: number): string {
   switch (s.Status) {
     case 'created':
       return 'Created';
-    case 'running':
-      return `Up ${humanDuration(now - Date.parse(s.StartedAt))}`;
+    case 'running': {
+      const health = s.Health ? (s.Health.Status === 'starting' ? ' (health: starting)' : ` (${s.Health.Status})`) : '';
+      return `Up ${humanDuration(now - Date.parse(s.StartedAt))}${health}`;
+    }
     case 'paused':
       return `Up ${humanDuration(now - Date.parse(s.StartedAt))} (Paused)`;
     case 'restarting':

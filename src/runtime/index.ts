@@ -49,6 +49,7 @@ export {
   defaultReadonlyPaths,
   defaultShmSize,
   initPathInContainer,
+  resourceLimits,
 } from './spec.js';
 export type { SpecInput, SpecResources, SpecDevice, UnresolvedDevice, OciMount, Rlimit } from './spec.js';
 export { defaultSeccompProfile, seccompToOci } from './seccomp.js';

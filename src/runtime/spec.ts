@@ -177,7 +177,20 @@ function defaultMounts(input: SpecInput): OciMount[] {
 const isResolved = (d: SpecDevice | UnresolvedDevice): d is SpecDevice => 'major' in d && typeof d.major === 'number';
 
 function buildResources(input: SpecInput): Record<string, unknown> {
-  const r = input.resources ?? {};
+  const out = resourceLimits(input.resources ?? {});
+  const devices: Array<Record<string, unknown>> = input.privileged
+    ? [{ allow: true, access: 'rwm' }]
+    : defaultDeviceRules.map((d) => ({ ...d }));
+  for (const d of input.devices ?? []) {
+    if (!isResolved(d)) continue;
+    devices.push({ allow: true, type: d.type, major: d.major, minor: d.minor, access: d.cgroupPermissions || 'rwm' });
+  }
+  out.devices = devices;
+  return out;
+}
+
+/** The OCI `linux.resources` limits (memory, cpu, pids, blockIO) — also what `runc update` takes. */
+export function resourceLimits(r: SpecResources): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   const memory: Record<string, unknown> = {};
   if (r.memory !== undefined && r.memory > 0) {
@@ -212,15 +225,6 @@ function buildResources(input: SpecInput): Record<string, unknown> {
 
   if (r.pidsLimit !== undefined && r.pidsLimit !== 0) out.pids = { limit: r.pidsLimit < 0 ? -1 : r.pidsLimit };
   if (r.blkioWeight) out.blockIO = { weight: r.blkioWeight };
-
-  const devices: Array<Record<string, unknown>> = input.privileged
-    ? [{ allow: true, access: 'rwm' }]
-    : defaultDeviceRules.map((d) => ({ ...d }));
-  for (const d of input.devices ?? []) {
-    if (!isResolved(d)) continue;
-    devices.push({ allow: true, type: d.type, major: d.major, minor: d.minor, access: d.cgroupPermissions || 'rwm' });
-  }
-  out.devices = devices;
   return out;
 }
 
