@@ -156,6 +156,7 @@ interface Live {
   restartTimer?: NodeJS.Timeout;
   consoleSize?: { width: number; height: number };
   health?: HealthMonitor;
+  backoffMs?: number;
 }
 
 export interface ContainerManagerOptions {
@@ -227,6 +228,18 @@ export class ContainerManager {
     }
     // Volume filesystems that no re-adopted container holds any more.
     await this.#volumes.unmountIdle().catch((err) => this.#log.warn('Cannot unmount idle volumes', { err: describeError(err) }));
+    // Docker's restore: `always` containers come back whatever stopped them, `unless-stopped`
+    // ones unless the user stopped them; containers never started stay as they are.
+    for (const live of this.#live.values()) {
+      const { record } = live;
+      const policy = record.HostConfig.RestartPolicy.Name;
+      if (record.State.Running || live.restartTimer || record.State.StartedAt === zeroTime) continue;
+      if (policy === 'always' || (policy === 'unless-stopped' && !record.ManuallyStopped)) {
+        void this.#locked(live, () => this.#start(live)).catch((err) =>
+          this.#log.warn('Cannot restart container after daemon start', { container: record.Id, err: describeError(err) }),
+        );
+      }
+    }
   }
 
   async #recover(live: Live): Promise<void> {
@@ -739,8 +752,10 @@ export class ContainerManager {
       if (record.State.ExitCode === 0) return;
       if (policy.MaximumRetryCount > 0 && record.RestartCount >= policy.MaximumRetryCount) return;
     }
-    // Docker's back-off: 100 ms doubling, capped at one minute.
-    const delayMs = Math.min(100 * 2 ** Math.min(record.RestartCount, 10), 60_000);
+    // Docker's back-off: 100 ms doubling, capped at one minute, back to 100 ms after a run of 10 s.
+    const ranMs = Date.parse(record.State.FinishedAt) - Date.parse(record.State.StartedAt);
+    live.backoffMs = ranMs >= 10_000 || !live.backoffMs ? 100 : Math.min(live.backoffMs * 2, 60_000);
+    const delayMs = live.backoffMs;
     record.State.Status = 'restarting';
     record.State.Restarting = true;
     live.restartTimer = setTimeout(() => {
