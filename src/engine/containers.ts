@@ -157,6 +157,8 @@ interface Live {
   consoleSize?: { width: number; height: number };
   health?: HealthMonitor;
   backoffMs?: number;
+  /** The runtime has state for this container (created and not yet deleted). */
+  inRuntime?: boolean;
 }
 
 export interface ContainerManagerOptions {
@@ -250,6 +252,7 @@ export class ContainerManager {
       record.State.Running = true;
       record.State.Paused = state.status === 'paused';
       record.State.Pid = state.pid;
+      live.inRuntime = true;
       await this.#save(record);
       for (const mp of record.MountPoints ?? [])
         if (mp.Type === 'volume' && mp.Name) await this.#volumes.mount(mp.Name, record.Id).catch(() => {});
@@ -540,6 +543,8 @@ export class ContainerManager {
         logPath: record.LogPath,
       });
       owner.defer(() => this.#runtime.delete(id, { force: true }));
+      live.inRuntime = true;
+      owner.defer(() => (live.inRuntime = false));
       mark('create');
       await this.#connectAttachers(live);
       if (live.consoleSize) await this.#runtime.resize(id, live.consoleSize).catch(() => {});
@@ -708,6 +713,7 @@ export class ContainerManager {
         await Promise.race([Promise.all([...live.sessions].map((s) => s.closed)), delay(1000)]);
         for (const s of live.sessions) s.close();
         live.sessions.clear();
+        live.inRuntime = false;
         await this.#runtime.delete(id, { force: true }).catch((err) =>
           this.#log.warn('Cannot delete runtime state', { container: id, err: describeError(err) }),
         );
@@ -910,7 +916,8 @@ export class ContainerManager {
     record.ManuallyStopped = true;
     record.State.Status = 'removing';
     for (const exec of this.#execs.values()) if (exec.ContainerID === record.Id) this.#execs.delete(exec.ID);
-    await this.#runtime.delete(record.Id, { force: true }).catch(() => {});
+    // Exited containers were already deleted from the runtime by their monitor.
+    if (live.inRuntime || record.State.Running) await this.#runtime.delete(record.Id, { force: true }).catch(() => {});
     await this.#snapshots.removeContainer(record.Id);
     await fs.rm(this.dir(record.Id), { recursive: true, force: true });
     this.#live.delete(record.Id);
