@@ -444,6 +444,8 @@ route('GET', `/networks/${id}`, async (ctx) => {
   if (!n) throw new BaleiaError('NotFound', `network ${ctx.params.id} not found`);
   sendJson(res(ctx), 200, n);
 });
+route('POST', '/networks/prune', async (ctx) => sendJson(res(ctx), 200, { NetworksDeleted: null }));
+route('POST', '/build/prune', async (ctx) => sendJson(res(ctx), 200, { CachesDeleted: null, SpaceReclaimed: 0 }));
 route('POST', '/volumes/create', async (ctx) => sendJson(res(ctx), 201, await ctx.engine.createVolume(await ctx.json())));
 route('GET', '/volumes', async (ctx) => sendJson(res(ctx), 200, await ctx.engine.listVolumes(parseFilters(ctx.query.get('filters')))));
 route('POST', '/volumes/prune', async (ctx) => sendJson(res(ctx), 200, await ctx.engine.pruneVolumes(parseFilters(ctx.query.get('filters')))));

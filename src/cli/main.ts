@@ -75,7 +75,7 @@ const imageGroup: CommandGroup = {
 const systemGroup: CommandGroup = {
   name: 'system',
   description: 'Manage baleia',
-  commands: [system.dfCommand, system.eventsCommand, system.infoCommand],
+  commands: [system.dfCommand, system.eventsCommand, system.infoCommand, system.systemPruneCommand],
 };
 
 const groups = [containerGroup, imageGroup, registry.registryGroup, systemGroup, volumes.volumeGroup];

@@ -133,4 +133,19 @@ describe('unattended containers', () => {
     if (hasDocker) ok(await daemon.docker(['update', '--restart', 'unless-stopped', 'busy']), 'docker update restart');
     ok(await daemon.cli(['rm', '-f', 'busy']), 'rm');
   });
+
+  test('system prune removes stopped containers, dangling images and (with --volumes) unused volumes', async () => {
+    ok(await daemon.cli(['create', '--name', 'stale', '-v', 'prunable:/d', 'busybox', 'true']), 'create');
+    ok(await daemon.cli(['run', '-d', '--name', 'alive', 'busybox', 'sleep', '60']), 'run');
+    const r = await daemon.cli(['system', 'prune', '-f', '--volumes']);
+    ok(r, 'system prune');
+    assert.match(r.stdout, /Deleted Containers:/);
+    assert.match(r.stdout, /Deleted Volumes:\nprunable/);
+    assert.match(r.stdout, /Total reclaimed space:/);
+    assert.notEqual((await daemon.cli(['inspect', 'stale'])).code, 0);
+    ok(await daemon.cli(['inspect', 'alive']), 'running container kept');
+    ok(await daemon.cli(['image', 'inspect', 'busybox']), 'tagged image kept');
+    if (hasDocker) ok(await daemon.docker(['system', 'prune', '-f']), 'docker system prune');
+    ok(await daemon.cli(['rm', '-f', 'alive']), 'rm');
+  });
 });

@@ -9,7 +9,7 @@ import { createInterface } from 'node:readline';
 import { describeError } from '../../lib/index.js';
 import { clientApiVersion, JsonSplitter } from '../../api/client.js';
 import type { Command } from '../command.js';
-import { configDir, dockerHubAuthKey, errorText, filtersJson, readConfigFile } from '../common.js';
+import { confirm, configDir, dockerHubAuthKey, errorText, filtersJson, readConfigFile } from '../common.js';
 import type { Cli } from '../context.js';
 import { formatList, tabwrite } from '../format.js';
 import { UsageError } from '../flags.js';
@@ -411,3 +411,59 @@ export async function runDaemon(argv: string[]): Promise<void> {
 export function readJsonFile(file: string): unknown {
   return JSON.parse(readFileSync(file, 'utf8'));
 }
+
+export const systemPruneCommand: Command = {
+  name: 'prune',
+  usage: '[OPTIONS]',
+  description: 'Remove unused data',
+  flags: [
+    { long: 'all', short: 'a', type: 'bool', description: 'Remove all unused images not just dangling ones' },
+    { long: 'filter', type: 'list', valueName: 'filter', description: 'Provide filter values (e.g. "label=<key>=<value>")' },
+    { long: 'force', short: 'f', type: 'bool', description: 'Do not prompt for confirmation' },
+    { long: 'volumes', type: 'bool', description: 'Prune anonymous volumes' },
+  ],
+  args: { max: 0 },
+  async run(cli, { flags }) {
+    const all = flags.bool('all');
+    const volumes = flags.bool('volumes');
+    const warning = [
+      'WARNING! This will remove:',
+      '  - all stopped containers',
+      '  - all networks not used by at least one container',
+      ...(volumes ? ['  - all anonymous volumes not used by at least one container'] : []),
+      all ? '  - all images without at least one container associated to them' : '  - all dangling images',
+      '  - unused build cache',
+    ].join('\n');
+    if (!flags.bool('force') && !(await confirm(cli, warning))) return 0;
+    const client = await cli.client();
+    const filters = flags.list('filter');
+    let reclaimed = 0;
+    // The docker CLI's order: containers, networks, volumes, images, build cache.
+    const containers = await client.json<{ ContainersDeleted?: string[] | null; SpaceReclaimed?: number }>('POST', '/containers/prune', { query: { filters: filtersJson(filters) } });
+    reclaimed += containers.SpaceReclaimed ?? 0;
+    if (containers.ContainersDeleted?.length) cli.out(`Deleted Containers:\n${containers.ContainersDeleted.map((c) => `${c}\n`).join('')}\n`);
+    const networks = await client.json<{ NetworksDeleted?: string[] | null }>('POST', '/networks/prune', { query: { filters: filtersJson(filters) } });
+    if (networks.NetworksDeleted?.length) cli.out(`Deleted Networks:\n${networks.NetworksDeleted.map((n) => `${n}\n`).join('')}\n`);
+    if (volumes) {
+      const v = await client.json<{ VolumesDeleted?: string[] | null; SpaceReclaimed?: number }>('POST', '/volumes/prune', { query: { filters: filtersJson(filters) } });
+      reclaimed += v.SpaceReclaimed ?? 0;
+      if (v.VolumesDeleted?.length) cli.out(`Deleted Volumes:\n${v.VolumesDeleted.map((n) => `${n}\n`).join('')}\n`);
+    }
+    const images = await client.json<{ ImagesDeleted?: Array<{ Untagged?: string; Deleted?: string }> | null; SpaceReclaimed?: number }>('POST', '/images/prune', {
+      query: { filters: filtersJson(filters, { dangling: [all ? 'false' : 'true'] }) },
+    });
+    reclaimed += images.SpaceReclaimed ?? 0;
+    if (images.ImagesDeleted?.length) {
+      cli.out('Deleted Images:\n');
+      for (const d of images.ImagesDeleted) {
+        if (d.Untagged) cli.out(`untagged: ${d.Untagged}\n`);
+        if (d.Deleted) cli.out(`deleted: ${d.Deleted}\n`);
+      }
+      cli.out('\n');
+    }
+    const cache = await client.json<{ SpaceReclaimed?: number }>('POST', '/build/prune', {});
+    reclaimed += cache.SpaceReclaimed ?? 0;
+    cli.out(`Total reclaimed space: ${humanSize(reclaimed)}\n`);
+    return 0;
+  },
+};
