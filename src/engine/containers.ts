@@ -998,17 +998,35 @@ export class ContainerManager {
 
   logs(idOrName: string, options: { follow?: boolean; since?: number; until?: number; tail?: number; signal?: AbortSignal }) {
     const live = this.#find(idOrName);
-    const stopWhen = live.record.State.Running ? new Promise<void>((resolve) => live.waiters.push({ condition: 'next-exit', resolve: () => resolve() })) : Promise.resolve();
+    const follow = Boolean(options.follow && live.record.State.Running);
+    // Only a follower waits for the exit; its waiter leaves with it.
+    let waiter: Live['waiters'][number] | undefined;
+    const stopWhen = follow
+      ? new Promise<void>((resolve) => {
+          waiter = { condition: 'next-exit', resolve: () => resolve() };
+          live.waiters.push(waiter);
+        })
+      : Promise.resolve();
+    const entries = this.#runtime.readLogs(live.record.LogPath, {
+      follow,
+      since: options.since,
+      until: options.until,
+      tail: options.tail,
+      signal: options.signal,
+      stopWhen,
+    });
+    const release = () => {
+      if (waiter) live.waiters = live.waiters.filter((w) => w !== waiter);
+    };
     return {
       record: live.record,
-      entries: this.#runtime.readLogs(live.record.LogPath, {
-        follow: options.follow && live.record.State.Running,
-        since: options.since,
-        until: options.until,
-        tail: options.tail,
-        signal: options.signal,
-        stopWhen,
-      }),
+      entries: (async function* () {
+        try {
+          yield* entries;
+        } finally {
+          release();
+        }
+      })(),
     };
   }
 
