@@ -1,0 +1,83 @@
+/**
+ * A tiny CNI invoker: runs a plugin binary with the CNI_* environment and the network config on
+ * stdin, as the CNI spec (v1.0.0) describes. Errors come back as JSON `{code,msg,details}` on
+ * stdout with a non-zero exit status.
+ */
+import { constants, promises as fs } from 'node:fs';
+import path from 'node:path';
+import { BaleiaError, run, type Logger } from '../lib/index.js';
+
+export interface CniCall {
+  command: 'ADD' | 'DEL' | 'CHECK';
+  containerId: string;
+  netns: string;
+  ifname: string;
+  config: Record<string, unknown>;
+}
+
+export interface CniInterface {
+  name: string;
+  mac?: string;
+  sandbox?: string;
+}
+
+export interface CniResult {
+  interfaces?: CniInterface[];
+  ips?: Array<{ address: string; gateway?: string; interface?: number }>;
+}
+
+export class CniInvoker {
+  readonly #cniPath: string;
+  readonly #logger?: Logger;
+
+  constructor(cniPath: string, logger?: Logger) {
+    this.#cniPath = cniPath;
+    this.#logger = logger;
+  }
+
+  /** Fails with a clear error when the plugin binary is missing. */
+  async check(type: string): Promise<void> {
+    const bin = path.join(this.#cniPath, type);
+    try {
+      await fs.access(bin, constants.X_OK);
+    } catch (err) {
+      throw new BaleiaError('Unavailable', `Cannot find CNI plugin "${type}" in "${this.#cniPath}": install containernetworking-plugins or set cniPath`, { cause: err });
+    }
+  }
+
+  async exec(call: CniCall, options: { signal?: AbortSignal } = {}): Promise<CniResult> {
+    const type = String(call.config['type']);
+    await this.check(type);
+    const started = Date.now();
+    const result = await run(path.join(this.#cniPath, type), [], {
+      signal: options.signal,
+      allowFailure: true,
+      input: JSON.stringify(call.config),
+      env: {
+        PATH: '/usr/sbin:/usr/bin:/sbin:/bin',
+        CNI_COMMAND: call.command,
+        CNI_CONTAINERID: call.containerId,
+        CNI_NETNS: call.netns,
+        CNI_IFNAME: call.ifname,
+        CNI_PATH: this.#cniPath,
+      },
+    });
+    this.#logger?.debug('cni', { plugin: type, command: call.command, container: call.containerId, ifname: call.ifname, code: result.code, ms: Date.now() - started });
+    if (result.code !== 0) {
+      let detail = (result.stdout || result.stderr).trim();
+      try {
+        const parsed = JSON.parse(result.stdout) as { msg?: string; details?: string };
+        detail = [parsed.msg, parsed.details].filter(Boolean).join(': ');
+      } catch {
+        // not JSON: keep the raw text
+      }
+      throw new BaleiaError('Internal', `Cannot run CNI ${call.command} with plugin "${type}" for interface "${call.ifname}": ${detail || `exit status ${result.code}`}`);
+    }
+    if (call.command !== 'ADD') return {};
+    try {
+      return JSON.parse(result.stdout) as CniResult;
+    } catch (err) {
+      throw new BaleiaError('Internal', `Cannot read CNI ADD result of plugin "${type}": not JSON`, { cause: err });
+    }
+  }
+}

@@ -1,0 +1,38 @@
+/**
+ * network: baleia's container networking. It owns the network model (Docker's network objects,
+ * endpoints, IPAM, published ports), the Linux plumbing behind it (bridges, network namespaces,
+ * CNI plugin calls, iptables chains) and the embedded DNS. It does not own containers: the engine
+ * tells it which containers exist and when they start and stop, and writes hosts/resolv.conf
+ * into the container with the helpers exported here.
+ *
+ * Lifecycle (vocabulary: network, sandbox = a container's netns, endpoint = its interface on one
+ * network, published port = a host port DNATed to an endpoint):
+ *
+ *   const nm = new NetworkManager({ root, execRoot, chainPrefix: 'BALEIA' });
+ *   await nm.init();                                  // daemon start: load, bridges, DNS, rules
+ *   await nm.reconcile(new Set(liveContainerIds));    // after the engine re-adopted containers
+ *   const netns = await nm.createSandbox(id);         // before `runc create`: spec joins this path
+ *   await nm.connect(id, 'bridge', { name: 'web', hostname: 'web' });
+ *   const ports = await nm.publish(id, hostConfig.PortBindings, { exposed, publishAll });
+ *   resolvConf({ nameservers: [nm.dnsServerFor(id) ?? ...host] })   // write into the container
+ *   ...                                                // container runs; connect/disconnect live
+ *   await nm.removeSandbox(id);                       // after the container stopped
+ *   await nm.shutdown();                              // daemon stop: DNS off, rules stay
+ *
+ * On disk:
+ *
+ *   <root>/networks/
+ *     networks/<network-id>.json     one record per network (built-ins bridge/host/none too)
+ *     sandboxes/<container-id>.json  netns path, endpoints (address, MAC, aliases), published ports
+ *   <execRoot>/netns/<container-id>  the container's netns, bind-mounted (unshare --net=<file>)
+ *
+ * Address allocations are not stored separately: they are the endpoints of the sandbox records,
+ * each written atomically before the CNI ADD (state 'adding') and after it ('ready').
+ * Kernel state: one Linux bridge per bridge network (default bridge name from the options, user
+ * networks `<bridgePrefix><id>`), veths made by the CNI `bridge` plugin with `static` IPAM, and the
+ * iptables chains `<prefix>-FORWARD`, `-ISOLATION-1/2` (filter) and `-PORTS`, `-POSTROUTING` (nat),
+ * always rewritten whole from the records (see firewall.ts).
+ */
+export { NetworkManager } from './manager.js';
+export type { NetworkManagerOptions, EndpointSettings, PortMap } from './manager.js';
+export { resolvConf, hostsFile, usableHostResolvers } from './resolv.js';
