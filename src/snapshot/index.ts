@@ -12,6 +12,10 @@
  *   const { diffId } = await snaps.applyLayer(chainId, decompressIfNeeded(blobStream));
  *   const rootfs = await snaps.mountContainer('c1', [chainId]);
  *
+ * Beside that: `docker cp` on a container rootfs (archive.ts: statInRoot, archiveFromRoot,
+ * extractToRoot — fd-pinned, never leaves the root) and what a container changed (diff.ts:
+ * changes, diffTar for commit, exportRootfs).
+ *
  * Layer tars use Docker's whiteout convention (`.wh.<name>`, `.wh..wh..opq`); in a layer
  * directory they become overlayfs whiteouts (char device 0:0) and `trusted.overlay.opaque=y`,
  * so the directory is usable directly as an overlay lowerdir.
@@ -50,6 +54,18 @@ import { Sys } from './sys.js';
 
 export { readTar, type TarEntry, type TarHeader, type TarEntryType } from './tar-reader.js';
 export { Sys } from './sys.js';
+export {
+  statInRoot,
+  archiveFromRoot,
+  extractToRoot,
+  pathStatHeader,
+  goFileMode,
+  type PathStat,
+  type StatOptions,
+  type ArchiveOptions,
+  type ExtractOptions,
+} from './archive.js';
+export { changes, diffTar, exportRootfs, ChangeKinds, type Change, type ChangeKind } from './diff.js';
 
 export interface LayerInfo {
   chainId: string;
