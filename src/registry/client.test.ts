@@ -1,0 +1,314 @@
+/**
+ * The registry client against our registry server on 127.0.0.1:0: push an image from one store,
+ * pull it into another, with real stores (content, snapshots, images) in temp dirs.
+ */
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import net from 'node:net';
+import { gunzipSync } from 'node:zlib';
+import { goArch } from '../image/index.js';
+import { isKind } from '../lib/index.js';
+import { RegistryClient, type ProgressEvent } from './client.js';
+import { importImage, newStores } from './client-testing.js';
+import { digestOf, layerTar, makeImage, pushImage, startRegistry, type TestRegistry } from './testing.js';
+
+async function withRegistry(t: TestContext, options: Parameters<typeof startRegistry>[0] = {}): Promise<TestRegistry> {
+  const registry = await startRegistry(options);
+  t.after(() => registry.close());
+  return registry;
+}
+
+function recorder(): { events: ProgressEvent[]; onProgress: (e: ProgressEvent) => void; statuses(id?: string): string[] } {
+  const events: ProgressEvent[] = [];
+  return {
+    events,
+    onProgress: (e) => events.push(e),
+    statuses: (id) => events.filter((e) => id === undefined || e.id === id).map((e) => e.status),
+  };
+}
+
+/** Removes repeated neighbours (progress messages), so orders compare as sequences of phases. */
+const phases = (list: string[]) => list.filter((s, i) => s !== list[i - 1]);
+
+test('an image pushed from one store pulls into another with the same id, digest and progress order', async (t) => {
+  const r = await withRegistry(t);
+  const a = await newStores(t, 'a');
+  const b = await newStores(t, 'b');
+  const ref = `${r.address}/team/app:1`;
+  const id = await importImage(a, ref);
+  const client = new RegistryClient({});
+
+  const push = recorder();
+  const pushed = await client.push(ref, { images: a.images, content: a.content, onProgress: push.onProgress });
+  assert.equal(pushed.tag, '1');
+  assert.match(pushed.digest, /^sha256:[0-9a-f]{64}$/);
+  const layerId = (await a.images.resolve(id)).layers[0]!.diffId.slice(7, 19);
+  assert.deepEqual(push.events[0], { status: `The push refers to repository [${r.address}/team/app]` });
+  assert.deepEqual(phases(push.statuses(layerId)), ['Preparing', 'Pushing', 'Pushed']);
+  assert.equal(push.events.at(-1)!.status, `1: digest: ${pushed.digest} size: ${pushed.size}`);
+  assert.deepEqual((await a.images.resolve(id)).repoDigests, [`${r.address}/team/app@${pushed.digest}`]);
+
+  const manifest = await r.request('GET', `/v2/team/app/manifests/1`, { headers: { Accept: 'application/vnd.docker.distribution.manifest.v2+json' } });
+  assert.equal(manifest.status, 200);
+  assert.equal(manifest.headers['content-type'], 'application/vnd.docker.distribution.manifest.v2+json');
+  assert.equal(digestOf(manifest.body), pushed.digest);
+  assert.equal(manifest.body.length, pushed.size);
+
+  const pull = recorder();
+  const record = await client.pull(ref, { images: b.images, content: b.content, onProgress: pull.onProgress });
+  assert.equal(record.id, id);
+  assert.deepEqual(record.repoTags, [ref]);
+  assert.deepEqual(record.repoDigests, [`${r.address}/team/app@${pushed.digest}`]);
+  const blobId = record.layers[0]!.digest!.slice(7, 19);
+  assert.deepEqual(pull.events[0], { status: 'Pulling from team/app', id: '1' });
+  assert.deepEqual(phases(pull.statuses(blobId)), [
+    'Pulling fs layer',
+    'Downloading',
+    'Verifying Checksum',
+    'Download complete',
+    'Extracting',
+    'Pull complete',
+  ]);
+  assert.deepEqual(pull.statuses().slice(-2), [`Digest: ${pushed.digest}`, `Status: Downloaded newer image for ${ref}`]);
+  const downloading = pull.events.find((e) => e.status === 'Downloading')!;
+  assert.equal(downloading.progressDetail?.total, record.layers[0]!.blobSize);
+  assert.match(downloading.progress ?? '', /^\[[=> ]{50}\] /);
+  assert.deepEqual(await b.images.getConfig(record), await a.images.getConfig(await a.images.resolve(id)));
+
+  const again = recorder();
+  const second = await client.pull(ref, { images: b.images, content: b.content, onProgress: again.onProgress });
+  assert.equal(second.id, id);
+  assert.deepEqual(again.statuses(blobId), ['Already exists']);
+  assert.equal(again.statuses().at(-1), `Status: Image is up to date for ${ref}`);
+
+  // By digest: the image is found, nothing is fetched.
+  const byDigest = recorder();
+  const third = await client.pull(`${r.address}/team/app@${pushed.digest}`, { images: b.images, content: b.content, onProgress: byDigest.onProgress });
+  assert.equal(third.id, id);
+  assert.equal(byDigest.events[0]!.id, pushed.digest);
+  assert.equal(byDigest.statuses().at(-1), `Status: Image is up to date for ${r.address}/team/app@${pushed.digest}`);
+});
+
+test('a second push says "Layer already exists" and a push to another repository mounts the layer', async (t) => {
+  const r = await withRegistry(t);
+  const a = await newStores(t, 'a');
+  const ref = `${r.address}/one/app:v1`;
+  const id = await importImage(a, ref);
+  const layerId = (await a.images.resolve(id)).layers[0]!.diffId.slice(7, 19);
+  const client = new RegistryClient({});
+  const first = await client.push(ref, { images: a.images, content: a.content });
+
+  const again = recorder();
+  const second = await client.push(ref, { images: a.images, content: a.content, onProgress: again.onProgress });
+  assert.equal(second.digest, first.digest);
+  assert.deepEqual(again.statuses(layerId), ['Preparing', 'Layer already exists']);
+
+  // A fresh client knows the image only by its names: the tag in one/app is the mount source.
+  const other = `${r.address}/two/app:v1`;
+  await a.images.tag(id, other);
+  const mount = recorder();
+  const third = await new RegistryClient({}).push(other, { images: a.images, content: a.content, onProgress: mount.onProgress });
+  assert.equal(third.digest, first.digest);
+  assert.deepEqual(mount.statuses(layerId), ['Preparing', 'Mounted from one/app']);
+  assert.equal((await r.request('HEAD', `/v2/two/app/blobs/${(await a.images.resolve(id)).layers[0]!.digest}`)).status, 200);
+});
+
+test('a chunked push (small PATCH chunks) stores blobs that pull back whole', async (t) => {
+  const r = await withRegistry(t);
+  const a = await newStores(t, 'a');
+  const b = await newStores(t, 'b');
+  const ref = `${r.address}/chunked:latest`;
+  const id = await importImage(a, ref, 'chunks');
+  const client = new RegistryClient({ pushChunkSize: 1000 });
+  const progress = recorder();
+  await client.push(ref, { images: a.images, content: a.content, onProgress: progress.onProgress });
+  assert.ok(progress.events.filter((e) => e.status === 'Pushing').length >= 1);
+  const record = await new RegistryClient({}).pull(`${r.address}/chunked`, { images: b.images, content: b.content });
+  assert.equal(record.id, id);
+});
+
+test('pulling a tag that does not exist is NotFound with Docker\'s message', async (t) => {
+  const r = await withRegistry(t);
+  const b = await newStores(t, 'b');
+  await pushImage(r, 'there', await makeImage('there'), 'yes');
+  const client = new RegistryClient({});
+  await assert.rejects(client.pull(`${r.address}/there:no`, { images: b.images, content: b.content }), (err: Error) => {
+    assert.ok(isKind(err, 'NotFound'), String(err));
+    assert.equal(err.message, `manifest for ${r.address}/there:no not found: manifest unknown: manifest unknown`);
+    return true;
+  });
+});
+
+test('an OCI image pulled and pushed elsewhere keeps its manifest bytes and digest', async (t) => {
+  const r = await withRegistry(t);
+  const b = await newStores(t, 'b');
+  const image = await makeImage('oci');
+  await pushImage(r, 'src/oci', image, 'v1');
+  const client = new RegistryClient({});
+  const progress = recorder();
+  const record = await client.pull(`${r.address}/src/oci:v1`, { images: b.images, content: b.content, onProgress: progress.onProgress });
+  assert.equal(record.id, digestOf(image.config));
+  assert.equal(record.layers.length, 2);
+  assert.deepEqual(record.repoDigests, [`${r.address}/src/oci@${image.manifestDigest}`]);
+  // Both layers were fetched; each got its own complete sequence.
+  for (const layer of image.layers) assert.equal(progress.statuses(digestOf(layer).slice(7, 19)).at(-1), 'Pull complete');
+
+  await b.images.tag(record.id, `${r.address}/dst/oci:v2`);
+  const pushed = await client.push(`${r.address}/dst/oci:v2`, { images: b.images, content: b.content });
+  assert.equal(pushed.digest, image.manifestDigest);
+  const got = await r.request('GET', '/v2/dst/oci/manifests/v2');
+  assert.ok(got.body.equals(image.manifest));
+});
+
+test('a multi-platform index pulls the manifest of the host platform, or the one asked for', async (t) => {
+  const r = await withRegistry(t);
+  const arches = ['amd64', 'arm64', 's390x'];
+  const entries = [];
+  for (const arch of arches) {
+    const layer = await layerTar({ 'etc/arch': `${arch}\n` });
+    const config = Buffer.from(JSON.stringify({ architecture: arch, os: 'linux', rootfs: { type: 'layers', diff_ids: [digestOf(gunzipSync(layer))] } }));
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digestOf(config), size: config.length },
+        layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: digestOf(layer), size: layer.length }],
+      }),
+    );
+    await pushImage(r, 'multi', { config, layers: [layer], manifest, manifestDigest: digestOf(manifest) }, `only-${arch}`);
+    entries.push({
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      digest: digestOf(manifest),
+      size: manifest.length,
+      platform: { os: 'linux', architecture: arch, ...(arch === 'arm64' ? { variant: 'v8' } : {}) },
+      configDigest: digestOf(config),
+    });
+  }
+  const index = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: entries.map(({ configDigest: _c, ...d }) => d),
+    }),
+  );
+  const put = await r.request('PUT', '/v2/multi/manifests/all', { headers: { 'Content-Type': 'application/vnd.oci.image.index.v1+json' }, body: index });
+  assert.equal(put.status, 201, put.text);
+
+  const client = new RegistryClient({});
+  const host = goArch();
+  if (arches.includes(host)) {
+    const b = await newStores(t, 'host');
+    const progress = recorder();
+    const record = await client.pull(`${r.address}/multi:all`, { images: b.images, content: b.content, onProgress: progress.onProgress });
+    assert.equal(record.id, entries.find((e) => e.platform.architecture === host)!.configDigest);
+    assert.ok(progress.statuses().includes(`Digest: ${digestOf(index)}`));
+    assert.deepEqual(record.repoDigests, [`${r.address}/multi@${digestOf(index)}`]);
+    // The platform manifest is what the record keeps: name@<platform manifest digest> resolves.
+    assert.equal(record.manifestDigest, entries.find((e) => e.platform.architecture === host)!.digest);
+  } else t.diagnostic(`host architecture ${host} is not in the test index; only the explicit platform is checked`);
+
+  const c = await newStores(t, 'explicit');
+  const s390x = await client.pull(`${r.address}/multi:all`, { images: c.images, content: c.content, platform: 'linux/s390x' });
+  assert.equal(s390x.id, entries[2]!.configDigest);
+  await assert.rejects(
+    client.pull(`${r.address}/multi:all`, { images: c.images, content: c.content, platform: 'linux/riscv64' }),
+    (err: Error) => isKind(err, 'NotFound') && err.message === 'no matching manifest for linux/riscv64 in the manifest list entries',
+  );
+});
+
+test('a blob transfer cut halfway resumes with a Range request and verifies', async (t) => {
+  const r = await withRegistry(t);
+  const b = await newStores(t, 'b');
+  const image = await makeImage('resume');
+  await pushImage(r, 'cut', image, 'v1');
+  // A proxy that cuts the first GET of each blob after half its bytes.
+  const cut = new Set<string>();
+  const ranges: string[] = [];
+  const proxy = http.createServer((req, res) => {
+    const isBlob = req.method === 'GET' && /\/blobs\/sha256:/.test(req.url ?? '');
+    if (req.headers.range) ranges.push(req.headers.range);
+    const upstream = http.request({ host: '127.0.0.1', port: r.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
+      res.writeHead(up.statusCode ?? 500, up.headers);
+      if (isBlob && !cut.has(req.url!) && up.statusCode === 200) {
+        cut.add(req.url!);
+        const half = Math.floor(Number(up.headers['content-length']) / 2);
+        let sent = 0;
+        up.on('data', (c: Buffer) => {
+          if (sent >= half) return;
+          const part = c.subarray(0, half - sent);
+          sent += part.length;
+          res.write(part);
+          if (sent >= half) setTimeout(() => res.socket?.destroy(), 20);
+        });
+        return;
+      }
+      up.pipe(res);
+    });
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => { proxy.closeAllConnections(); proxy.close(() => resolve()); }));
+  const port = (proxy.address() as net.AddressInfo).port;
+
+  const record = await new RegistryClient({}).pull(`127.0.0.1:${port}/cut:v1`, { images: b.images, content: b.content });
+  assert.equal(record.id, digestOf(image.config));
+  assert.ok(ranges.length >= 2, `expected Range requests, saw ${JSON.stringify(ranges)}`);
+  assert.ok(ranges.every((h) => /^bytes=\d+-$/.test(h)));
+});
+
+test('an unreachable registry is Unavailable and a cancelled pull is Cancelled', async (t) => {
+  const b = await newStores(t, 'b');
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  const client = new RegistryClient({});
+  await assert.rejects(client.pull(`127.0.0.1:${port}/gone:1`, { images: b.images, content: b.content }), (err: Error) => {
+    assert.ok(isKind(err, 'Unavailable'), String(err));
+    assert.match(err.message, new RegExp(`127\\.0\\.0\\.1:${port}`));
+    return true;
+  });
+  const r = await withRegistry(t);
+  await pushImage(r, 'slow', await makeImage('slow'), 'v1');
+  const controller = new AbortController();
+  controller.abort();
+  await assert.rejects(
+    client.pull(`${r.address}/slow:v1`, { images: b.images, content: b.content, signal: controller.signal }),
+    (err: Error) => isKind(err, 'Cancelled'),
+  );
+});
+
+test('insecure registries: loopback, localhost, listed hosts and CIDRs; others need TLS', () => {
+  const client = new RegistryClient({ insecureRegistries: ['myreg.example:5000', '10.1.0.0/16', 'fd00::/8'] });
+  assert.equal(client.isInsecure('127.0.0.1:5000'), true);
+  assert.equal(client.isInsecure('127.8.9.1'), true);
+  assert.equal(client.isInsecure('localhost:5000'), true);
+  assert.equal(client.isInsecure('[::1]:5000'), true);
+  assert.equal(client.isInsecure('myreg.example:5000'), true);
+  assert.equal(client.isInsecure('myreg.example:6000'), false);
+  assert.equal(client.isInsecure('10.1.2.3:5000'), true);
+  assert.equal(client.isInsecure('10.2.0.1:5000'), false);
+  assert.equal(client.isInsecure('[fd00::1]:5000'), true);
+  assert.equal(client.isInsecure('docker.io'), false);
+  assert.equal(client.isInsecure('quay.io'), false);
+});
+
+test('a mirror is tried first and the registry itself when the mirror lacks the image', async (t) => {
+  const upstream = await withRegistry(t);
+  const mirrorSeen: string[] = [];
+  const mirror = await withRegistry(t, { authorize: ({ method, route, name }) => void mirrorSeen.push(`${method} ${route} ${name ?? ''}`) });
+  const image = await makeImage('mirrored');
+  await pushImage(upstream, 'lib/m', image, 'v1');
+  await pushImage(mirror, 'lib/m', image, 'v1');
+  await pushImage(upstream, 'lib/only-upstream', await makeImage('up'), 'v1');
+  const client = new RegistryClient({ mirrors: { [upstream.address]: [mirror.url] } });
+  const b = await newStores(t, 'b');
+  mirrorSeen.length = 0;
+  await client.pull(`${upstream.address}/lib/m:v1`, { images: b.images, content: b.content });
+  assert.ok(mirrorSeen.some((s) => s.startsWith('GET blob lib/m')), JSON.stringify(mirrorSeen));
+  const only = await client.pull(`${upstream.address}/lib/only-upstream:v1`, { images: b.images, content: b.content });
+  assert.equal(only.repoTags[0], `${upstream.address}/lib/only-upstream:v1`);
+  const mirrorCatalog = (await mirror.request('GET', '/v2/_catalog')).json<{ repositories: string[] }>();
+  assert.deepEqual(mirrorCatalog.repositories, ['lib/m']);
+});

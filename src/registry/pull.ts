@@ -1,0 +1,356 @@
+/**
+ * Pull: reference → manifest (an index picks the platform) → config → layers, each streamed
+ * through sha256 verification into the content store → ImageStore.createImage. Blobs the content
+ * store already has are not fetched ("Already exists"); three layers download at once; a transfer
+ * cut mid-blob resumes with `Range` from the bytes already hashed, so a verified blob is only ever
+ * whole. Progress follows Docker's JSON messages (engine-api.md §4.5).
+ */
+import http from 'node:http';
+import { Readable } from 'node:stream';
+import { BaleiaError, describeError, isKind } from '../lib/index.js';
+import { sha256Digest, type ContentStore } from '../content/index.js';
+import { familiarRepository, formatFamiliar, goArch, type ImageRecord, type ImageStore, type Reference } from '../image/index.js';
+import { repositoryScope } from './auth.js';
+import { mediaTypes } from './manifests.js';
+import { paths } from './routes.js';
+import { errorDetail, isTransient, progressBar, readBytes, type BlobSources, type Session } from './session.js';
+
+export interface ProgressEvent {
+  status: string;
+  id?: string;
+  progressDetail?: { current?: number; total?: number };
+  progress?: string;
+}
+
+export type ProgressFn = (e: ProgressEvent) => void;
+
+export interface PullOptions {
+  images: ImageStore;
+  content: ContentStore;
+  platform?: string;
+  onProgress?: ProgressFn;
+  signal?: AbortSignal;
+  /** Remembers where each blob came from, for cross-repository mounts on a later push. */
+  sources?: BlobSources;
+}
+
+/** Every manifest type a pull accepts, in Docker's Accept order. */
+export const manifestAccept = [
+  mediaTypes.dockerManifest,
+  mediaTypes.dockerManifestList,
+  mediaTypes.ociManifest,
+  mediaTypes.ociIndex,
+].join(', ');
+
+const schema1Types = ['application/vnd.docker.distribution.manifest.v1+json', 'application/vnd.docker.distribution.manifest.v1+prettyjws'];
+
+interface Descriptor {
+  mediaType?: string;
+  digest: string;
+  size: number;
+  platform?: { os?: string; architecture?: string; variant?: string };
+  urls?: string[];
+}
+
+interface Manifest {
+  schemaVersion?: number;
+  mediaType?: string;
+  config?: Descriptor;
+  layers?: Descriptor[];
+  manifests?: Descriptor[];
+}
+
+export interface FetchedManifest {
+  body: Buffer;
+  digest: string;
+  mediaType: string;
+  manifest: Manifest;
+}
+
+export const shortId = (digest: string) => digest.replace(/^sha256:/, '').slice(0, 12);
+
+/** `linux/arm64/v8` → parts; default the host's (linux/<go arch>). */
+export function parsePlatform(platform: string | undefined): { os: string; architecture: string; variant?: string } {
+  if (!platform) {
+    const architecture = goArch();
+    return { os: 'linux', architecture, ...(architecture === 'arm64' ? { variant: 'v8' } : {}) };
+  }
+  const [os, architecture, variant] = platform.toLowerCase().split('/');
+  if (!os || !architecture) throw new BaleiaError('InvalidArgument', `Cannot parse platform "${platform}": expected os/arch[/variant]`);
+  return { os, architecture: architecture === 'x86_64' ? 'amd64' : architecture === 'aarch64' ? 'arm64' : architecture, ...(variant ? { variant } : {}) };
+}
+
+/** The best index entry for `platform` (variant matched when both sides name one). */
+export function choosePlatform(manifests: Descriptor[], platform: { os: string; architecture: string; variant?: string }): Descriptor | undefined {
+  const candidates = manifests.filter(
+    (m) => m.platform?.os === platform.os && m.platform?.architecture === platform.architecture && !schema1Types.includes(m.mediaType ?? ''),
+  );
+  if (candidates.length === 0) return undefined;
+  if (platform.variant) {
+    const exact = candidates.find((m) => m.platform?.variant === platform.variant);
+    if (exact) return exact;
+    const unspecified = candidates.find((m) => !m.platform?.variant);
+    if (unspecified) return unspecified;
+  }
+  return candidates[0];
+}
+
+/** GET a manifest by tag or digest, its digest verified (the requested digest, else Docker-Content-Digest). */
+export async function fetchManifest(session: Session, ref: Reference, reference: string, signal?: AbortSignal): Promise<FetchedManifest> {
+  const res = await session.request('GET', paths.manifest(ref.path, reference), {
+    headers: { Accept: manifestAccept },
+    scopes: [repositoryScope(ref.path, ['pull'])],
+    signal,
+  });
+  if (res.statusCode !== 200) throw await pullError(res, ref);
+  const body = await readBytes(res);
+  const digest = sha256Digest(body);
+  const expected = reference.startsWith('sha256:') ? reference : headerString(res.headers['docker-content-digest']);
+  if (expected && expected.startsWith('sha256:') && expected !== digest) {
+    throw new BaleiaError('InvalidArgument', `Cannot pull "${formatFamiliar(ref)}": manifest verification failed for digest ${expected}, got ${digest}`);
+  }
+  let manifest: Manifest;
+  try {
+    manifest = JSON.parse(body.toString('utf8')) as Manifest;
+  } catch (err) {
+    throw new BaleiaError('InvalidArgument', `Cannot pull "${formatFamiliar(ref)}": the manifest is not JSON`, { cause: err });
+  }
+  const contentType = headerString(res.headers['content-type'])?.split(';')[0]?.trim();
+  let mediaType = manifest.mediaType ?? (contentType && contentType !== 'application/json' ? contentType : undefined);
+  mediaType ??= manifest.manifests ? mediaTypes.ociIndex : mediaTypes.ociManifest;
+  if (schema1Types.includes(mediaType) || manifest.schemaVersion === 1) {
+    throw new BaleiaError('NotImplemented', `Cannot pull "${formatFamiliar(ref)}": Docker Image Format v1 and Docker Image manifest version 2, schema 1 are not supported`);
+  }
+  return { body, digest, mediaType, manifest };
+}
+
+/** Docker's errors for a failed manifest request. */
+async function pullError(res: http.IncomingMessage, ref: Reference): Promise<BaleiaError> {
+  const detail = await errorDetail(res);
+  const shown = formatFamiliar(ref);
+  if (res.statusCode === 401 || res.statusCode === 403 || detail.code === 'NAME_UNKNOWN') {
+    return new BaleiaError('Unauthorized', `pull access denied for ${familiarRepository(ref)}, repository does not exist or may require 'docker login'`, {
+      cause: new Error(detail.message),
+    });
+  }
+  if (res.statusCode === 404) return new BaleiaError('NotFound', `manifest for ${shown} not found: manifest unknown: manifest unknown`, { cause: new Error(detail.message) });
+  if (res.statusCode === 429 || (res.statusCode ?? 0) >= 500) {
+    return new BaleiaError('Unavailable', `Cannot pull "${shown}": the registry answered ${detail.message}`);
+  }
+  return new BaleiaError('Internal', `Cannot pull "${shown}": the registry answered ${detail.message}`);
+}
+
+function headerString(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** Runs `fn` over `items` with at most `limit` at once; the first failure aborts the rest. */
+export async function eachLimit<T>(items: T[], limit: number, fn: (item: T, index: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failed: unknown;
+  const worker = async () => {
+    while (failed === undefined && next < items.length) {
+      const i = next++;
+      try {
+        await fn(items[i]!, i);
+      } catch (err) {
+        failed ??= err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failed !== undefined) throw failed;
+}
+
+/**
+ * A blob's bytes as one stream across connections: when a transfer breaks, the next request
+ * asks for `Range: bytes=<received>-` (or skips what was received if the registry ignores Range).
+ */
+function blobStream(session: Session, ref: Reference, desc: Descriptor, onBytes: (n: number) => void, signal?: AbortSignal): Readable {
+  const shown = formatFamiliar(ref);
+  async function* chunks(): AsyncGenerator<Buffer> {
+    let received = 0;
+    for (let attempt = 0; ; attempt++) {
+      const headers: Record<string, string> = {};
+      if (received > 0) headers.Range = `bytes=${received}-`;
+      let res: http.IncomingMessage;
+      try {
+        res = await session.request('GET', paths.blob(ref.path, desc.digest), { headers, scopes: [repositoryScope(ref.path, ['pull'])], signal });
+      } catch (err) {
+        if (attempt < 3 && isKind(err, 'Unavailable') && !signal?.aborted) continue;
+        throw err;
+      }
+      if (res.statusCode !== 200 && res.statusCode !== 206) {
+        const detail = await errorDetail(res);
+        if (res.statusCode === 404) throw new BaleiaError('NotFound', `Cannot pull "${shown}": blob ${desc.digest} not found: ${detail.message}`);
+        if (res.statusCode === 401 || res.statusCode === 403) {
+          throw new BaleiaError('Unauthorized', `pull access denied for ${familiarRepository(ref)}, repository does not exist or may require 'docker login'`);
+        }
+        if (attempt < 3 && (res.statusCode ?? 0) >= 500) continue;
+        throw new BaleiaError('Unavailable', `Cannot pull "${shown}": blob ${desc.digest}: the registry answered ${detail.message}`);
+      }
+      let skip = res.statusCode === 200 ? received : 0;
+      try {
+        for await (const c of res as AsyncIterable<Buffer>) {
+          let chunk = c;
+          if (skip > 0) {
+            const n = Math.min(skip, chunk.length);
+            skip -= n;
+            chunk = chunk.subarray(n);
+            if (chunk.length === 0) continue;
+          }
+          received += chunk.length;
+          onBytes(received);
+          yield chunk;
+        }
+        if (!res.complete) throw Object.assign(new Error('premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
+        return;
+      } catch (err) {
+        res.destroy();
+        if (signal?.aborted) throw new BaleiaError('Cancelled', `Cannot pull "${shown}": cancelled`, { cause: err });
+        if (attempt >= 3 || !isTransient(err) || received >= desc.size) throw err;
+      }
+    }
+  }
+  return Readable.from(chunks(), { objectMode: false });
+}
+
+/** Fetches one blob into the content store (verified); InvalidArgument when it does not match. */
+export async function fetchBlob(
+  session: Session,
+  ref: Reference,
+  desc: Descriptor,
+  content: ContentStore,
+  opts: { onBytes?: (n: number) => void; signal?: AbortSignal } = {},
+): Promise<void> {
+  const stream = blobStream(session, ref, desc, opts.onBytes ?? (() => {}), opts.signal);
+  try {
+    await content.ingest(stream, { expected: desc.digest, expectedSize: desc.size, signal: opts.signal });
+  } catch (err) {
+    if (isKind(err, 'InvalidArgument')) {
+      throw new BaleiaError('InvalidArgument', `Cannot pull "${formatFamiliar(ref)}": filesystem layer verification failed for digest ${desc.digest}`, { cause: err });
+    }
+    throw err;
+  } finally {
+    stream.destroy();
+  }
+}
+
+/** Small blobs (configs): fetched, verified, stored, returned. */
+async function fetchSmallBlob(session: Session, ref: Reference, desc: Descriptor, content: ContentStore, signal?: AbortSignal): Promise<Buffer> {
+  if (!(await content.has(desc.digest))) await fetchBlob(session, ref, desc, content, { signal });
+  return content.read(desc.digest);
+}
+
+/**
+ * Pulls `ref` (already parsed, tag defaulted) from `session` into the stores. `shown` is the
+ * reference as the messages print it (`alpine:3.19`, `127.0.0.1:5000/x:1`).
+ */
+export async function pullImage(session: Session, ref: Reference, opts: PullOptions): Promise<ImageRecord> {
+  const { images, content, signal } = opts;
+  const emit: ProgressFn = opts.onProgress ?? (() => {});
+  const shown = formatFamiliar(ref);
+  const reference = ref.digest ?? ref.tag ?? 'latest';
+  emit({ status: `Pulling from ${ref.path}`, id: reference });
+
+  const top = await fetchManifest(session, ref, reference, signal);
+  let image = top;
+  if (top.manifest.manifests) {
+    const platform = parsePlatform(opts.platform);
+    const chosen = choosePlatform(top.manifest.manifests, platform);
+    if (!chosen) {
+      const name = `${platform.os}/${platform.architecture}${platform.variant ? `/${platform.variant}` : ''}`;
+      throw new BaleiaError('NotFound', `no matching manifest for ${name} in the manifest list entries`);
+    }
+    image = await fetchManifest(session, ref, chosen.digest, signal);
+    if (image.manifest.manifests) throw new BaleiaError('InvalidArgument', `Cannot pull "${shown}": an index entry is itself an index`);
+  }
+  const { config: configDesc, layers: layerDescs = [] } = image.manifest;
+  if (!configDesc || !Array.isArray(layerDescs)) throw new BaleiaError('InvalidArgument', `Cannot pull "${shown}": the manifest has no config or layers`);
+
+  const configBytes = await fetchSmallBlob(session, ref, configDesc, content, signal);
+  let existing: ImageRecord | undefined;
+  try {
+    existing = await images.resolve(configDesc.digest);
+  } catch (err) {
+    if (!isKind(err, 'NotFound')) throw err;
+  }
+  let before: string | undefined;
+  try {
+    before = (await images.resolve(shown)).id;
+  } catch (err) {
+    if (!isKind(err, 'NotFound') && !isKind(err, 'InvalidArgument')) throw err;
+  }
+
+  // Foreign layers (with `urls`) are not distributable: Docker fetches them from the URL; we refuse.
+  const layers = layerDescs.map((d) => ({ desc: d, id: shortId(d.digest) }));
+  const have = new Set<string>();
+  for (const l of layers) if (existing || (await content.has(l.desc.digest))) have.add(l.desc.digest);
+  const toFetch: typeof layers = [];
+  const seen = new Set<string>();
+  for (const l of layers) {
+    if (seen.has(l.desc.digest)) continue;
+    seen.add(l.desc.digest);
+    if (have.has(l.desc.digest)) emit({ status: 'Already exists', id: l.id, progressDetail: {} });
+    else {
+      emit({ status: 'Pulling fs layer', id: l.id, progressDetail: {} });
+      toFetch.push(l);
+    }
+  }
+  const concurrency = 3;
+  for (const l of toFetch.slice(concurrency)) emit({ status: 'Waiting', id: l.id, progressDetail: {} });
+
+  await eachLimit(toFetch, concurrency, async (l) => {
+    let lastEmit = 0;
+    let lastBytes = 0;
+    await fetchBlob(session, ref, l.desc, content, {
+      signal,
+      onBytes: (n) => {
+        const now = Date.now();
+        // At most ~10 messages a second per layer, plus the last one.
+        if (n < l.desc.size && now - lastEmit < 100) return;
+        if (n === lastBytes) return;
+        lastEmit = now;
+        lastBytes = n;
+        emit({ status: 'Downloading', id: l.id, progressDetail: { current: n, total: l.desc.size }, progress: progressBar(n, l.desc.size) });
+        if (n === l.desc.size) emit({ status: 'Verifying Checksum', id: l.id, progressDetail: {} });
+      },
+    });
+    if (lastBytes !== l.desc.size) emit({ status: 'Verifying Checksum', id: l.id, progressDetail: {} });
+    emit({ status: 'Download complete', id: l.id, progressDetail: {} });
+  });
+
+  for (const d of [configDesc, ...layerDescs]) opts.sources?.remember(session.endpoint.host, ref.path, d.digest);
+
+  let record: ImageRecord;
+  const tagRef = ref.digest === undefined && ref.tag !== undefined ? shown : undefined;
+  if (existing) {
+    if (tagRef) await images.tag(existing.id, tagRef);
+    record = existing;
+  } else {
+    try {
+      record = await images.createImage({
+        config: configBytes,
+        layers: layerDescs.map((d) => ({ digest: d.digest, mediaType: d.mediaType })),
+        ...(tagRef ? { ref: tagRef } : {}),
+        manifest: image.body,
+        manifestDigest: image.digest,
+        signal,
+      });
+    } catch (err) {
+      if (isKind(err, 'InvalidArgument')) throw new BaleiaError('InvalidArgument', `Cannot pull "${shown}": ${describeError(err)}`, { cause: err });
+      throw err;
+    }
+    // createImage unpacks every layer in one go: the per-layer messages follow it.
+    for (const l of toFetch) {
+      emit({ status: 'Extracting', id: l.id, progressDetail: { current: l.desc.size, total: l.desc.size }, progress: progressBar(l.desc.size, l.desc.size) });
+      emit({ status: 'Pull complete', id: l.id, progressDetail: {} });
+    }
+  }
+  // RepoDigests name what was pulled: the index digest for a multi-platform image.
+  await images.tag(record.id, `${familiarRepository(ref)}@${top.digest}`);
+  emit({ status: `Digest: ${top.digest}` });
+  const upToDate = existing !== undefined && (ref.digest !== undefined || before === existing.id);
+  emit({ status: upToDate ? `Status: Image is up to date for ${shown}` : `Status: Downloaded newer image for ${shown}` });
+  return images.resolve(record.id);
+}
