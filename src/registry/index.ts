@@ -1,7 +1,8 @@
 /**
  * registry: the OCI Distribution protocol (Distribution Spec v1.1 and Docker Registry HTTP API
- * v2). It owns the route table and error codes (shared with the pull/push client to come), the
- * registry server's store and its HTTP handlers, and the registry's garbage collection. It does
+ * v2). It owns the route table and error codes (shared by server and client), the registry
+ * server's store and its HTTP handlers, the registry's garbage collection, and the pull/push/login
+ * client (RegistryClient: client.ts, auth.ts, session.ts, pull.ts, push.ts). It does
  * not own blob bytes (content/ verifies and stores them), image semantics beyond what a
  * manifest references (image/), auth backends, TLS or the web UI (later, behind `authorize`).
  *
@@ -36,3 +37,6 @@ export { matchRoute, paths, routeAction, type RouteMatch, type RouteName } from 
 export { mediaTypes, manifestMediaTypes, maxManifestSize, parseManifest, type Descriptor, type ParsedManifest } from './manifests.js';
 export { RegistryStore, rangeHeader, type GcOptions, type GcReport, type UploadState } from './store.js';
 export { Registry, serveRegistry, type AccessRequest, type RegistryOptions, type RunningRegistry, type ServeOptions } from './server.js';
+export { RegistryClient, registryHostOf, type RegistryClientOptions, type PullRequest, type PushRequest } from './client.js';
+export { decodeRegistryAuthHeader, parseChallenges, type RegistryAuth } from './auth.js';
+export { type ProgressEvent } from './pull.js';
