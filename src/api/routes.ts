@@ -7,6 +7,7 @@ import type { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BaleiaError, describeError, invalidArgument, type Logger } from '../lib/index.js';
 import type { Attacher, Engine, EngineEvent } from '../engine/index.js';
+import { pathStatHeader } from '../engine/index.js';
 import {
   apiVersion,
   commonHeaders,
@@ -304,6 +305,62 @@ route('GET', `/containers/${id}/stats`, async (ctx) => {
 route('POST', `/containers/${id}/update`, async (ctx) =>
   sendJson(res(ctx), 200, await ctx.engine.containers.update(ctx.params.id!, await ctx.json())),
 );
+
+route('GET', `/containers/${id}/archive`, async (ctx) => {
+  const r = res(ctx);
+  const target = ctx.query.get('path');
+  if (!target) throw invalidArgument('Cannot copy: a path is required (?path=)');
+  if (ctx.method === 'HEAD') {
+    const stat = await ctx.engine.containers.statPath(ctx.params.id!, target);
+    r.writeHead(200, { ...commonHeaders(), 'X-Docker-Container-Path-Stat': pathStatHeader(stat), 'Content-Length': 0 });
+    r.end();
+    return;
+  }
+  const abort = new AbortController();
+  r.on('close', () => abort.abort());
+  const { stat, stream } = await ctx.engine.containers.getArchive(ctx.params.id!, target, { signal: abort.signal });
+  r.writeHead(200, { ...commonHeaders(), 'Content-Type': 'application/x-tar', 'X-Docker-Container-Path-Stat': pathStatHeader(stat) });
+  await pipeline(stream, r).catch(() => r.destroy());
+});
+
+route('PUT', `/containers/${id}/archive`, async (ctx) => {
+  const target = ctx.query.get('path');
+  if (!target) throw invalidArgument('Cannot copy: a path is required (?path=)');
+  await ctx.engine.containers.putArchive(ctx.params.id!, target, ctx.req, {
+    noOverwriteDirNonDir: queryBool(ctx.query, 'noOverwriteDirNonDir'),
+    copyUIDGID: queryBool(ctx.query, 'copyUIDGID'),
+  });
+  sendEmpty(res(ctx), 200);
+});
+
+route('GET', `/containers/${id}/export`, async (ctx) => {
+  const r = res(ctx);
+  const stream = await ctx.engine.containers.export(ctx.params.id!);
+  r.writeHead(200, { ...commonHeaders(), 'Content-Type': 'application/x-tar' });
+  await pipeline(stream, r).catch(() => r.destroy());
+});
+
+route('GET', `/containers/${id}/changes`, async (ctx) => {
+  const list = await ctx.engine.containers.changes(ctx.params.id!);
+  sendJson(res(ctx), 200, list.length ? list : null);
+});
+
+route('POST', '/commit', async (ctx) => {
+  const container = ctx.query.get('container');
+  if (!container) throw invalidArgument('Cannot commit: a container is required (?container=)');
+  const body = await ctx.json();
+  const result = await ctx.engine.commitContainer({
+    container,
+    repo: ctx.query.get('repo') || undefined,
+    tag: ctx.query.get('tag') || undefined,
+    author: ctx.query.get('author') || undefined,
+    comment: ctx.query.get('comment') || undefined,
+    changes: ctx.query.getAll('changes').flatMap((c) => c.split('\n')),
+    pause: queryBool(ctx.query, 'pause', true),
+    config: Object.keys(body).length ? body : undefined,
+  });
+  sendJson(res(ctx), 201, result);
+});
 
 route('POST', `/containers/${id}/exec`, async (ctx) => {
   const exec = ctx.engine.containers.createExec(ctx.params.id!, await ctx.json());

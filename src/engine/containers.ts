@@ -29,8 +29,18 @@ import {
   writeJsonAtomic,
   type Logger,
 } from '../lib/index.js';
-import type { ImageStore } from '../image/index.js';
-import type { Snapshotter } from '../snapshot/index.js';
+import type { ImageStore, ImageRecord as ImageRecordLike } from '../image/index.js';
+import type { ContentStore } from '../content/index.js';
+import {
+  archiveFromRoot,
+  changes as layerChanges,
+  diffTar,
+  exportRootfs,
+  extractToRoot,
+  statInRoot,
+  type PathStat,
+  type Snapshotter,
+} from '../snapshot/index.js';
 import {
   checkDuplicateDestinations,
   parseMountSpec,
@@ -166,6 +176,7 @@ export interface ContainerManagerOptions {
   images: ImageStore;
   snapshots: Snapshotter;
   volumes: VolumeStore;
+  content: ContentStore;
   runtime: Runtime;
   events: EventBus;
   logger: Logger;
@@ -178,6 +189,7 @@ export class ContainerManager {
   readonly #images: ImageStore;
   readonly #snapshots: Snapshotter;
   readonly #volumes: VolumeStore;
+  readonly #content: ContentStore;
   readonly #runtime: Runtime;
   readonly #events: EventBus;
   readonly #log: Logger;
@@ -192,6 +204,7 @@ export class ContainerManager {
     this.#images = options.images;
     this.#snapshots = options.snapshots;
     this.#volumes = options.volumes;
+    this.#content = options.content;
     this.#runtime = options.runtime;
     this.#events = options.events;
     this.#log = options.logger;
@@ -1192,6 +1205,151 @@ export class ContainerManager {
     const exec = this.getExec(id);
     exec.ConsoleSize = size;
     if (exec.session && exec.ProcessConfig.tty) await exec.session.resize(size).catch(() => {});
+  }
+
+  // ---------------------------------------------------------------- files: cp, export, diff, commit
+
+  /**
+   * The container's root as its processes see it: /proc/<pid>/root while it runs (volumes and
+   * tmpfs included), else its rootfs mounted for the call. `release` undoes that mount.
+   */
+  async #rootOf(live: Live): Promise<{ root: string; release: () => Promise<void> }> {
+    const { record } = live;
+    if (record.State.Running && record.State.Pid) return { root: `/proc/${record.State.Pid}/root`, release: async () => {} };
+    const chain = await this.#images.ensureUnpacked(await this.#images.resolve(record.Image));
+    const merged = await this.#snapshots.mountContainer(record.Id, chain);
+    return {
+      root: merged,
+      release: async () => {
+        if (!live.record.State.Running) await this.#snapshots.unmountContainer(record.Id).catch(() => {});
+      },
+    };
+  }
+
+  async statPath(idOrName: string, containerPath: string): Promise<PathStat> {
+    const live = this.#find(idOrName);
+    const { root, release } = await this.#rootOf(live);
+    try {
+      return await statInRoot(root, containerPath, { container: live.record.Id });
+    } finally {
+      await release();
+    }
+  }
+
+  /** `docker cp` out: a tar of the path; the rootfs stays mounted until the stream ends. */
+  async getArchive(idOrName: string, containerPath: string, options: { signal?: AbortSignal } = {}): Promise<{ stat: PathStat; stream: NodeJS.ReadableStream }> {
+    const live = this.#find(idOrName);
+    const { root, release } = await this.#rootOf(live);
+    try {
+      const { stat, stream } = await archiveFromRoot(root, containerPath, { container: live.record.Id, signal: options.signal });
+      let released = false;
+      const done = () => {
+        if (!released) void release();
+        released = true;
+      };
+      stream.once('end', done);
+      stream.once('close', done);
+      stream.once('error', done);
+      this.#emit(live.record, 'archive-path');
+      return { stat, stream };
+    } catch (err) {
+      await release();
+      throw err;
+    }
+  }
+
+  /** `docker cp` in: extracts a tar into a directory of the container, never outside its root. */
+  async putArchive(idOrName: string, containerPath: string, tar: NodeJS.ReadableStream, options: { noOverwriteDirNonDir?: boolean; copyUIDGID?: boolean; signal?: AbortSignal }): Promise<void> {
+    const live = this.#find(idOrName);
+    const { record } = live;
+    const readOnlyPaths = [
+      ...(record.HostConfig.ReadonlyRootfs ? ['/'] : []),
+      ...(record.MountPoints ?? []).filter((m) => !m.RW).map((m) => m.Destination),
+    ];
+    const { root, release } = await this.#rootOf(live);
+    try {
+      await extractToRoot(root, containerPath, tar, { ...options, readOnlyPaths, container: record.Id });
+    } finally {
+      await release();
+    }
+    this.#emit(record, 'extract-to-dir');
+  }
+
+  async export(idOrName: string, options: { signal?: AbortSignal } = {}): Promise<NodeJS.ReadableStream> {
+    const live = this.#find(idOrName);
+    const chain = await this.#images.ensureUnpacked(await this.#images.resolve(live.record.Image));
+    // The merged rootfs, without what the container mounted over it (as docker export).
+    const merged = await this.#snapshots.mountContainer(live.record.Id, chain);
+    const stream = exportRootfs(merged, options);
+    const done = () => {
+      if (!live.record.State.Running) void this.#snapshots.unmountContainer(live.record.Id).catch(() => {});
+    };
+    stream.once('end', done);
+    stream.once('error', done);
+    this.#emit(live.record, 'export');
+    return stream;
+  }
+
+  async changes(idOrName: string): Promise<Array<{ Path: string; Kind: 0 | 1 | 2 }>> {
+    const { record } = this.#find(idOrName);
+    const chain = await this.#images.ensureUnpacked(await this.#images.resolve(record.Image));
+    const all = await layerChanges(this.#snapshots.containerUpperPath(record.Id), chain.map((c) => this.#snapshots.layerPath(c)));
+    // The files baleia bind-mounts over (Docker keeps them in an init layer): not the user's changes.
+    const managed = new Set(['/etc/hostname', '/etc/hosts', '/etc/resolv.conf']);
+    return all.filter((c) => !(managed.has(c.Path) && c.Kind === 1));
+  }
+
+  /**
+   * `docker commit`: the container's changes become one new layer over its image, with the
+   * container's config (plus `changes`) as the new image's config.
+   */
+  async commit(idOrName: string, options: { ref?: string; author?: string; comment?: string; changes?: (config: Json) => void; config?: Json; pause?: boolean }): Promise<ImageRecordLike> {
+    const live = this.#find(idOrName);
+    const { record } = live;
+    const base = await this.#images.resolve(record.Image);
+    const chain = await this.#images.ensureUnpacked(base);
+    const paused = options.pause !== false && record.State.Running && !record.State.Paused;
+    if (paused) await this.#runtime.pause(record.Id);
+    let layer: { digest: string; size: number };
+    try {
+      layer = await this.#content.ingest(diffTar(this.#snapshots.containerUpperPath(record.Id), chain.map((c) => this.#snapshots.layerPath(c))));
+    } finally {
+      if (paused) await this.#runtime.resume(record.Id).catch(() => {});
+    }
+    const baseConfig = (await this.#images.getConfig(base)) as Json;
+    const c = record.Config;
+    const config: Json = {
+      ...((baseConfig.config as Json | undefined) ?? {}),
+      Env: c.Env, Cmd: c.Cmd, Entrypoint: c.Entrypoint, WorkingDir: c.WorkingDir, User: c.User,
+      ExposedPorts: c.ExposedPorts, Volumes: c.Volumes, Labels: c.Labels, StopSignal: c.StopSignal, Healthcheck: c.Healthcheck,
+      OnBuild: c.OnBuild, Hostname: c.Hostname, Domainname: c.Domainname,
+      Tty: c.Tty, OpenStdin: c.OpenStdin, StdinOnce: c.StdinOnce, AttachStdin: c.AttachStdin, AttachStdout: c.AttachStdout, AttachStderr: c.AttachStderr,
+      Image: record.Image,
+      ...(options.config ?? {}),
+    };
+    options.changes?.(config);
+    const created = new Date().toISOString();
+    const history = [...(((baseConfig.history as Json[] | undefined) ?? []))];
+    history.push({ created, created_by: [record.Path, ...record.Args].join(' '), ...(options.comment ? { comment: options.comment } : {}), ...(options.author ? { author: options.author } : {}) });
+    const rootfs = (baseConfig.rootfs as { diff_ids?: string[] } | undefined) ?? {};
+    const imageConfig = {
+      ...baseConfig,
+      created,
+      author: options.author ?? '',
+      comment: options.comment ?? '',
+      container: record.Id,
+      container_config: config,
+      config,
+      history,
+      rootfs: { type: 'layers', diff_ids: [...(rootfs.diff_ids ?? []), layer.digest] },
+    };
+    const layers = [
+      ...base.layers.map((l) => ({ digest: l.digest ?? l.diffId, mediaType: l.mediaType })),
+      { digest: layer.digest, mediaType: 'application/vnd.docker.image.rootfs.diff.tar' },
+    ];
+    const image = await this.#images.createImage({ config: Buffer.from(JSON.stringify(imageConfig)), layers, ref: options.ref });
+    this.#emit(record, 'commit', { comment: options.comment ?? '', imageID: image.id });
+    return image;
   }
 
   // ---------------------------------------------------------------- health, stats, update

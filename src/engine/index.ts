@@ -7,7 +7,7 @@
 import os from 'node:os';
 import { promises as fs } from 'node:fs';
 import { BaleiaError, conflict, describeError, isKind, shortId, type Logger } from '../lib/index.js';
-import { familiarName, type ImageStore, type ImageRecord } from '../image/index.js';
+import { familiarName, parseChanges, type ImageStore, type ImageRecord } from '../image/index.js';
 import type { Snapshotter } from '../snapshot/index.js';
 import type { ContentStore } from '../content/index.js';
 import type { Runtime } from '../runtime/index.js';
@@ -22,6 +22,7 @@ export { EventBus, type EngineEvent } from './events.js';
 export type { ContainerRecord, ExecRecord, Attacher, WaitResult } from './containers.js';
 export type { Filters } from './filters.js';
 export { signalNumber } from './container-config.js';
+export { pathStatHeader } from '../snapshot/index.js';
 
 export interface EngineOptions {
   root: string;
@@ -53,6 +54,7 @@ export class Engine {
       images: options.images,
       snapshots: options.snapshots,
       volumes: options.volumes,
+      content: options.content,
       runtime: options.runtime,
       events: this.events,
       logger: options.logger.child({ module: 'containers' }),
@@ -279,6 +281,22 @@ export class Engine {
       this.events.publish('image', 'save', img.id, { name: ref });
     }
     return this.#images.save(refs, options);
+  }
+
+  /** `POST /commit`: repo may arrive fully qualified (docker.io/library/x); the familiar name is stored. */
+  async commitContainer(options: { container: string; repo?: string; tag?: string; author?: string; comment?: string; changes: string[]; pause?: boolean; config?: Json }): Promise<{ Id: string }> {
+    const ref = options.repo ? familiarName(options.tag ? `${options.repo}:${options.tag}` : options.repo) : undefined;
+    const apply = parseChanges(options.changes);
+    const image = await this.containers.commit(options.container, {
+      ref,
+      author: options.author,
+      comment: options.comment,
+      pause: options.pause,
+      config: options.config,
+      changes: (config) => apply(config as Parameters<typeof apply>[0]),
+    });
+    if (ref) this.events.publish('image', 'tag', image.id, { name: ref });
+    return { Id: image.id };
   }
 
   // ---------------------------------------------------------------- volumes
