@@ -22,6 +22,7 @@ import * as run from './commands/run.js';
 import * as system from './commands/system.js';
 import * as volumes from './commands/volumes.js';
 import * as stats from './commands/stats.js';
+import * as files from './commands/files.js';
 
 const prog = 'baleia';
 
@@ -30,8 +31,12 @@ const containerGroup: CommandGroup = {
   description: 'Manage containers',
   commands: [
     run.attachCommand,
+    files.commitCommand,
+    files.cpCommand,
     run.createCommand,
+    files.diffCommand,
     run.execCommand,
+    files.exportCommand,
     containers.containerInspectCommand,
     containers.killCommand,
     containers.logsCommand,
@@ -84,10 +89,14 @@ const commonCommands: Command[] = [run.runCommand, run.execCommand, containers.p
 
 const topLevel: Command[] = [
   run.attachCommand,
+  files.commitCommand,
+  files.cpCommand,
   run.createCommand,
   system.daemonCommand,
+  files.diffCommand,
   system.eventsCommand,
   run.execCommand,
+  files.exportCommand,
   images.historyCommand,
   images.imagesCommand,
   images.importCommand,
@@ -362,6 +371,12 @@ const invokedDirectly = (() => {
   }
 })();
 if (invokedDirectly) {
+  // A reader that went away (`baleia diff c | head`) ends the command quietly, as in a shell.
+  for (const stream of [process.stdout, process.stderr])
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(0);
+      throw err;
+    });
   main(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;
