@@ -312,3 +312,39 @@ test('a mirror is tried first and the registry itself when the mirror lacks the 
   const mirrorCatalog = (await mirror.request('GET', '/v2/_catalog')).json<{ repositories: string[] }>();
   assert.deepEqual(mirrorCatalog.repositories, ['lib/m']);
 });
+
+test('a layer whose bytes do not match its digest fails the pull, and nothing of it is kept', async (t) => {
+  const r = await withRegistry(t);
+  const b = await newStores(t, 'b');
+  const image = await makeImage('corrupt');
+  await pushImage(r, 'bad', image, 'v1');
+  const bad = digestOf(image.layers[1]!);
+  // A proxy that flips one byte of one blob, keeping its length.
+  const proxy = http.createServer((req, res) => {
+    const upstream = http.request({ host: '127.0.0.1', port: r.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
+      res.writeHead(up.statusCode ?? 500, up.headers);
+      if (req.method === 'GET' && req.url?.endsWith(bad)) {
+        const chunks: Buffer[] = [];
+        up.on('data', (c: Buffer) => chunks.push(c));
+        up.on('end', () => {
+          const body = Buffer.concat(chunks);
+          body[body.length - 1] ^= 0xff;
+          res.end(body);
+        });
+        return;
+      }
+      up.pipe(res);
+    });
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => { proxy.closeAllConnections(); proxy.close(() => resolve()); }));
+  const port = (proxy.address() as net.AddressInfo).port;
+  await assert.rejects(new RegistryClient({}).pull(`127.0.0.1:${port}/bad:v1`, { images: b.images, content: b.content }), (err: Error) => {
+    assert.ok(isKind(err, 'InvalidArgument'), String(err));
+    assert.match(err.message, new RegExp(`filesystem layer verification failed for digest ${bad}`));
+    return true;
+  });
+  assert.equal(await b.content.has(bad), false);
+  await assert.rejects(b.images.resolve(`127.0.0.1:${port}/bad:v1`), (err: Error) => isKind(err, 'NotFound'));
+});

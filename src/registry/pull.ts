@@ -144,17 +144,30 @@ function headerString(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-/** Runs `fn` over `items` with at most `limit` at once; the first failure aborts the rest. */
-export async function eachLimit<T>(items: T[], limit: number, fn: (item: T, index: number) => Promise<void>): Promise<void> {
+/**
+ * Runs `fn` over `items` with at most `limit` at once. The first failure stops new work and
+ * aborts the signal handed to the others (their transfers stop), and is what rejects.
+ */
+export async function eachLimit<T>(
+  items: T[],
+  limit: number,
+  fn: (item: T, signal: AbortSignal | undefined) => Promise<void>,
+  signal?: AbortSignal,
+): Promise<void> {
+  const stop = new AbortController();
+  const combined = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
   let next = 0;
   let failed: unknown;
   const worker = async () => {
     while (failed === undefined && next < items.length) {
       const i = next++;
       try {
-        await fn(items[i]!, i);
+        await fn(items[i]!, combined);
       } catch (err) {
-        failed ??= err;
+        if (failed === undefined) {
+          failed = err;
+          stop.abort(err);
+        }
       }
     }
   };
@@ -300,11 +313,11 @@ export async function pullImage(session: Session, ref: Reference, opts: PullOpti
   const concurrency = 3;
   for (const l of toFetch.slice(concurrency)) emit({ status: 'Waiting', id: l.id, progressDetail: {} });
 
-  await eachLimit(toFetch, concurrency, async (l) => {
+  await eachLimit(toFetch, concurrency, async (l, layerSignal) => {
     let lastEmit = 0;
     let lastBytes = 0;
     await fetchBlob(session, ref, l.desc, content, {
-      signal,
+      signal: layerSignal,
       onBytes: (n) => {
         const now = Date.now();
         // At most ~10 messages a second per layer, plus the last one.
@@ -318,7 +331,7 @@ export async function pullImage(session: Session, ref: Reference, opts: PullOpti
     });
     if (lastBytes !== l.desc.size) emit({ status: 'Verifying Checksum', id: l.id, progressDetail: {} });
     emit({ status: 'Download complete', id: l.id, progressDetail: {} });
-  });
+  }, signal);
 
   for (const d of [configDesc, ...layerDescs]) opts.sources?.remember(session.endpoint.host, ref.path, d.digest);
 

@@ -162,11 +162,11 @@ export async function pushImage(session: Session, ref: Reference, opts: PushOpti
   const concurrency = 3;
   for (const l of layers.slice(concurrency)) emit({ status: 'Waiting', id: l.id, progressDetail: {} });
 
-  const pushOne = async (desc: BlobDesc, id: string | undefined) => {
+  const pushOne = async (desc: BlobDesc, id: string | undefined, blobSignal: AbortSignal | undefined) => {
     const outcome = await pushBlob(session, repo, desc, content, {
       candidates: candidates(desc.digest),
       chunkSize: opts.chunkSize,
-      signal,
+      signal: blobSignal,
       onBytes: id ? throttledProgress(emit, id, desc.size) : undefined,
     });
     opts.sources?.remember(host, repo, desc.digest);
@@ -175,8 +175,8 @@ export async function pushImage(session: Session, ref: Reference, opts: PushOpti
     else if (outcome.result === 'mounted') emit({ status: `Mounted from ${outcome.from}`, id, progressDetail: {} });
     else emit({ status: 'Pushed', id, progressDetail: {} });
   };
-  await eachLimit(layers, concurrency, (l) => pushOne(l.desc, l.id));
-  await pushOne(config, undefined);
+  await eachLimit(layers, concurrency, (l, blobSignal) => pushOne(l.desc, l.id, blobSignal), signal);
+  await pushOne(config, undefined, signal);
 
   const res = await session.request('PUT', paths.manifest(repo, tag), {
     headers: { 'Content-Type': manifest.mediaType, 'Content-Length': manifest.body.length },
