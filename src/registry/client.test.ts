@@ -133,11 +133,14 @@ test('pulling a tag that does not exist is NotFound with Docker\'s message', asy
   const b = await newStores(t, 'b');
   await pushImage(r, 'there', await makeImage('there'), 'yes');
   const client = new RegistryClient({});
-  await assert.rejects(client.pull(`${r.address}/there:no`, { images: b.images, content: b.content }), (err: Error) => {
+  const progress = recorder();
+  await assert.rejects(client.pull(`${r.address}/there:no`, { images: b.images, content: b.content, onProgress: progress.onProgress }), (err: Error) => {
     assert.ok(isKind(err, 'NotFound'), String(err));
     assert.equal(err.message, `manifest for ${r.address}/there:no not found: manifest unknown: manifest unknown`);
     return true;
   });
+  // Nothing was sent before the failure: the engine can still answer a plain 404.
+  assert.deepEqual(progress.events, []);
 });
 
 test('an OCI image pulled and pushed elsewhere keeps its manifest bytes and digest', async (t) => {

@@ -264,9 +264,10 @@ export async function pullImage(session: Session, ref: Reference, opts: PullOpti
   const emit: ProgressFn = opts.onProgress ?? (() => {});
   const shown = formatFamiliar(ref);
   const reference = ref.digest ?? ref.tag ?? 'latest';
-  emit({ status: `Pulling from ${ref.path}`, id: reference });
-
   const top = await fetchManifest(session, ref, reference, signal);
+  // After the manifest, as Docker does: a pull that fails there has sent nothing yet, so the
+  // engine can still answer a plain error status (404 for an unknown tag).
+  emit({ status: `Pulling from ${ref.path}`, id: reference });
   let image = top;
   if (top.manifest.manifests) {
     const platform = parsePlatform(opts.platform);
