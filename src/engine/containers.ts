@@ -64,6 +64,7 @@ import {
 import { generateName } from './names.js';
 import { HealthMonitor, healthConfig, type HealthState } from './health.js';
 import { sampleStats, zeroStats } from './stats.js';
+import { LogRotator, logLimits, rotatedFiles } from './log-rotation.js';
 
 export interface ContainerState {
   Status: 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead';
@@ -169,6 +170,7 @@ interface Live {
   backoffMs?: number;
   /** The runtime has state for this container (created and not yet deleted). */
   inRuntime?: boolean;
+  rotator?: LogRotator;
 }
 
 export interface ContainerManagerOptions {
@@ -271,6 +273,7 @@ export class ContainerManager {
         if (mp.Type === 'volume' && mp.Name) await this.#volumes.mount(mp.Name, record.Id).catch(() => {});
       this.#monitor(live);
       this.#startHealth(live, { fresh: false });
+      await this.#startRotator(live);
       this.#log.info('Re-adopted running container', { container: record.Id, pid: state.pid });
       return;
     }
@@ -331,6 +334,7 @@ export class ContainerManager {
     const id = newId();
     const merged = mergeCreate({ id, body, imageConfig: ((imageConfig.config ?? {}) as Json), ncpu: this.#ncpu });
     this.#checkNetworkMode(merged.hostConfig.NetworkMode);
+    logLimits(merged.hostConfig.LogConfig.Config);
     const finalName = name ?? `/${generateName((n) => this.#names.has(`/${n}`))}`;
     this.#checkNameFree(finalName);
     const dir = this.dir(id);
@@ -554,6 +558,7 @@ export class ContainerManager {
         openStdin: record.Config.OpenStdin,
         stdinOnce: record.Config.StdinOnce,
         logPath: record.LogPath,
+        logMaxSize: logLimits(record.HostConfig.LogConfig.Config).maxSize,
       });
       owner.defer(() => this.#runtime.delete(id, { force: true }));
       live.inRuntime = true;
@@ -577,6 +582,7 @@ export class ContainerManager {
       this.#emit(record, 'start');
       this.#monitor(live);
       this.#startHealth(live, { fresh: true });
+      await this.#startRotator(live);
     } catch (err) {
       await owner.dispose();
       for (const s of live.sessions) s.close();
@@ -721,6 +727,8 @@ export class ContainerManager {
       }
       live.health?.stop();
       live.health = undefined;
+      await live.rotator?.stop();
+      live.rotator = undefined;
       await this.#locked(live, async () => {
         // Let attach sessions drain what conmon still holds before they are closed.
         await Promise.race([Promise.all([...live.sessions].map((s) => s.closed)), delay(1000)]);
@@ -1020,14 +1028,16 @@ export class ContainerManager {
           live.waiters.push(waiter);
         })
       : Promise.resolve();
-    const entries = this.#runtime.readLogs(live.record.LogPath, {
-      follow,
-      since: options.since,
-      until: options.until,
-      tail: options.tail,
-      signal: options.signal,
-      stopWhen,
-    });
+    const runtime = this.#runtime;
+    const logPath = live.record.LogPath;
+    const maxFile = (() => {
+      try {
+        return logLimits(live.record.HostConfig.LogConfig.Config).maxFile;
+      } catch {
+        return 1;
+      }
+    })();
+    const window = { since: options.since, until: options.until, signal: options.signal };
     const release = () => {
       if (waiter) live.waiters = live.waiters.filter((w) => w !== waiter);
     };
@@ -1035,7 +1045,24 @@ export class ContainerManager {
       record: live.record,
       entries: (async function* () {
         try {
-          yield* entries;
+          // Rotated files first, oldest to newest; with --tail only as many lines as the live file lacks.
+          const older = await rotatedFiles(logPath, maxFile);
+          let need = options.tail;
+          if (need !== undefined) {
+            let have = 0;
+            for await (const _ of runtime.readLogs(logPath, { ...window, tail: need })) have++;
+            need = Math.max(0, need - have);
+          }
+          const fromOlder: Array<{ stream: 'stdout' | 'stderr'; time: string; data: Buffer }> = [];
+          for (const file of older.reverse()) {
+            if (need === 0) break;
+            const part: typeof fromOlder = [];
+            for await (const e of runtime.readLogs(file, { ...window, tail: need })) part.push(e);
+            fromOlder.unshift(...part);
+            if (need !== undefined) need = Math.max(0, need - part.length);
+          }
+          yield* fromOlder;
+          yield* runtime.readLogs(logPath, { ...window, follow, tail: options.tail, stopWhen });
         } finally {
           release();
         }
@@ -1353,6 +1380,13 @@ export class ContainerManager {
   }
 
   // ---------------------------------------------------------------- health, stats, update
+
+  async #startRotator(live: Live): Promise<void> {
+    const { maxFile } = logLimits(live.record.HostConfig.LogConfig.Config);
+    const rotator = new LogRotator({ logPath: live.record.LogPath, maxFile, logger: this.#log });
+    await rotator.start().catch((err) => this.#log.warn('Cannot watch the log file', { container: live.record.Id, err: describeError(err) }));
+    live.rotator = rotator;
+  }
 
   #startHealth(live: Live, options: { fresh: boolean }): void {
     const { record } = live;

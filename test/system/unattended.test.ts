@@ -148,4 +148,27 @@ describe('unattended containers', () => {
     if (hasDocker) ok(await daemon.docker(['system', 'prune', '-f']), 'docker system prune');
     ok(await daemon.cli(['rm', '-f', 'alive']), 'rm');
   });
+
+  test('logs rotate by size and count, and logs reads across the rotated files', async () => {
+    const run = await daemon.cli(['run', '-d', '--name', 'chatty', '--log-opt', 'max-size=1k', '--log-opt', 'max-file=3', 'busybox', 'sh', '-c', 'for i in $(seq 1 300); do echo line-number-$i; sleep 0.01; done']);
+    ok(run, 'run');
+    ok(await daemon.cli(['wait', 'chatty']), 'wait');
+    const id = run.stdout.trim();
+    const dir = `${daemon.root}/containers/${id}`;
+    const { readdirSync, statSync } = await import('node:fs');
+    const files = readdirSync(dir).filter((f) => f.startsWith('container.log')).sort();
+    assert.deepEqual(files, ['container.log', 'container.log.1', 'container.log.2']);
+    for (const f of files) assert.ok(statSync(`${dir}/${f}`).size <= 2048, `${f} is capped`);
+    const logs = (await daemon.cli(['logs', 'chatty'])).stdout.trim().split('\n');
+    assert.ok(logs.length > 10 && logs.length < 300, `kept ${logs.length} lines`);
+    assert.equal(logs.at(-1), 'line-number-300');
+    const first = Number(logs[0]!.split('-').pop());
+    assert.deepEqual(logs, Array.from({ length: 300 - first + 1 }, (_, i) => `line-number-${first + i}`), 'in order, none lost between files');
+    const tail = (await daemon.cli(['logs', '--tail', String(logs.length - 2), 'chatty'])).stdout.trim().split('\n');
+    assert.deepEqual(tail, logs.slice(2));
+    const bad = await daemon.cli(['run', '--rm', '--log-opt', 'max-size=lots', 'busybox', 'true']);
+    assert.equal(bad.code, 125);
+    assert.match(bad.stderr, /max-size/);
+    ok(await daemon.cli(['rm', 'chatty']), 'rm');
+  });
 });
