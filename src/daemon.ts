@@ -4,6 +4,7 @@
  * running across daemon restarts; the next start re-adopts them.
  *
  *   baleia daemon [--root /var/lib/baleia] [--exec-root /run/baleia] [-H unix:///run/baleia/baleia.sock] [--log-level info]
+ *                 [--insecure-registry host:port|CIDR]... [--registry-mirror [registry=]URL]...
  */
 import { promises as fs } from 'node:fs';
 import net from 'node:net';
@@ -14,6 +15,7 @@ import { Snapshotter } from './snapshot/index.js';
 import { ImageStore } from './image/index.js';
 import { Runtime, detectCgroups } from './runtime/index.js';
 import { VolumeStore } from './volume/index.js';
+import { RegistryClient } from './registry/index.js';
 import { Engine } from './engine/index.js';
 import { createApiServer } from './api/index.js';
 
@@ -22,6 +24,10 @@ export interface DaemonConfig {
   execRoot: string;
   host: string;
   logLevel: LogLevel;
+  /** `host[:port]` or CIDR reached over plain HTTP (loopback always is). */
+  insecureRegistries: string[];
+  /** Registry host → mirror URLs, for any registry (`docker.io` for Docker Hub). */
+  mirrors: Record<string, string[]>;
 }
 
 export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): DaemonConfig {
@@ -30,6 +36,8 @@ export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv = process
     execRoot: '/run/baleia',
     host: env.BALEIA_HOST || 'unix:///run/baleia/baleia.sock',
     logLevel: 'info',
+    insecureRegistries: [],
+    mirrors: {},
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -57,6 +65,18 @@ export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv = process
         if (!['debug', 'info', 'warn', 'error'].includes(level))
           throw new BaleiaError('InvalidArgument', `Invalid log level ${JSON.stringify(level)}: use debug, info, warn or error`);
         config.logLevel = level as LogLevel;
+        break;
+      }
+      case '--insecure-registry':
+        config.insecureRegistries.push(value());
+        break;
+      case '--registry-mirror': {
+        // `URL` mirrors Docker Hub (as dockerd); `registry=URL` mirrors any registry.
+        const v = value();
+        const eq = v.indexOf('=');
+        const [registry, url] = eq > 0 && !v.slice(0, eq).includes('/') ? [v.slice(0, eq), v.slice(eq + 1)] : ['docker.io', v];
+        if (!/^https?:\/\//.test(url)) throw new BaleiaError('InvalidArgument', `Invalid registry mirror ${JSON.stringify(v)}: use [registry=]http(s)://host[:port]`);
+        (config.mirrors[registry] ??= []).push(url);
         break;
       }
       case '-D':
@@ -95,6 +115,12 @@ export async function main(argv: string[]): Promise<void> {
   await volumes.init();
   const runtime = new Runtime({ execRoot: config.execRoot, logger: logger.child({ module: 'runtime' }) });
   await runtime.init();
+  const registry = new RegistryClient({
+    insecureRegistries: config.insecureRegistries,
+    mirrors: config.mirrors,
+    userAgent: 'baleia/0.1.0',
+    logger: logger.child({ module: 'registry' }),
+  });
   const engine = new Engine({
     root: config.root,
     execRoot: config.execRoot,
@@ -102,9 +128,12 @@ export async function main(argv: string[]): Promise<void> {
     snapshots,
     images,
     volumes,
+    registry,
     runtime,
     logger,
     cgroupVersion: cgroups.version,
+    insecureRegistries: config.insecureRegistries,
+    mirrors: config.mirrors,
   });
   await engine.init();
 

@@ -7,7 +7,7 @@ import type { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BaleiaError, describeError, invalidArgument, type Logger } from '../lib/index.js';
 import type { Attacher, Engine, EngineEvent } from '../engine/index.js';
-import { pathStatHeader } from '../engine/index.js';
+import { decodeRegistryAuthHeader, pathStatHeader } from '../engine/index.js';
 import {
   apiVersion,
   commonHeaders,
@@ -137,9 +137,7 @@ route('GET', '/events', async (ctx) => {
   });
 });
 
-route('POST', '/auth', async () => {
-  throw new BaleiaError('NotImplemented', 'Cannot log in: registry support is not available in this baleiad yet');
-});
+route('POST', '/auth', async (ctx) => sendJson(res(ctx), 200, await ctx.engine.login(await ctx.json())));
 
 // ------------------------------------------------------------------ containers
 
@@ -419,8 +417,34 @@ route('POST', '/images/create', async (ctx) => {
     return;
   }
   if (fromImage) {
-    const ref = ctx.query.get('tag') ? `${fromImage}:${ctx.query.get('tag')}` : fromImage;
-    throw new BaleiaError('Unavailable', `Cannot pull ${JSON.stringify(ref)}: pulling from registries is not available in this baleiad yet (for busybox:latest offline, run: baleia image bootstrap busybox)`);
+    const tag = ctx.query.get('tag');
+    const ref = tag ? (tag.startsWith('sha256:') ? `${fromImage}@${tag}` : `${fromImage}:${tag}`) : fromImage;
+    const abort = new AbortController();
+    r.on('close', () => abort.abort());
+    // Headers go out with the first progress message: an error before it is a plain status.
+    let started = false;
+    const write = (message: object) => {
+      if (!started) {
+        startStream(r);
+        started = true;
+      }
+      r.write(JSON.stringify(message) + '\r\n');
+    };
+    try {
+      await ctx.engine.pullImage(ref, {
+        auth: decodeRegistryAuthHeader(headerValue(ctx.req.headers['x-registry-auth'])),
+        platform: ctx.query.get('platform') || undefined,
+        onProgress: write,
+        signal: abort.signal,
+      });
+    } catch (err) {
+      if (!started) throw err;
+      const message = describeError(err);
+      write({ errorDetail: { message }, error: message });
+    }
+    if (!started) startStream(r);
+    r.end();
+    return;
   }
   throw invalidArgument('Cannot create image: fromImage or fromSrc is required');
 });
@@ -460,8 +484,24 @@ route('POST', `/images/${name}/tag`, async (ctx) => {
   await ctx.engine.tagImage(ctx.params.name!, repo, ctx.query.get('tag') || undefined);
   sendEmpty(res(ctx), 201);
 });
-route('POST', `/images/${name}/push`, async () => {
-  throw new BaleiaError('NotImplemented', 'Cannot push: registry support is not available in this baleiad yet');
+route('POST', `/images/${name}/push`, async (ctx) => {
+  const r = res(ctx);
+  const abort = new AbortController();
+  r.on('close', () => abort.abort());
+  startStream(r);
+  const write = (message: object) => r.write(JSON.stringify(message) + '\r\n');
+  try {
+    const results = await ctx.engine.pushImage(ctx.params.name!, ctx.query.get('tag') || undefined, {
+      auth: decodeRegistryAuthHeader(headerValue(ctx.req.headers['x-registry-auth'])),
+      onProgress: write,
+      signal: abort.signal,
+    });
+    for (const p of results) write({ progressDetail: {}, aux: { Tag: p.tag, Digest: p.digest, Size: p.size } });
+  } catch (err) {
+    const message = describeError(err);
+    write({ errorDetail: { message }, error: message });
+  }
+  r.end();
 });
 route('DELETE', `/images/${name}`, async (ctx) =>
   sendJson(res(ctx), 200, await ctx.engine.removeImage(ctx.params.name!, { force: queryBool(ctx.query, 'force'), noprune: queryBool(ctx.query, 'noprune') })),
@@ -517,6 +557,8 @@ route('GET', `/plugins/${name}/json`, async (ctx) => {
 });
 
 // ------------------------------------------------------------------ helpers
+
+const headerValue = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v[0] : v);
 
 /** Takes over the connection: 101 with an Upgrade header, else a raw 200 (dockerode). */
 async function takeOver(ctx: RequestContext): Promise<Hijacked> {

@@ -12,6 +12,7 @@ import type { Snapshotter } from '../snapshot/index.js';
 import type { ContentStore } from '../content/index.js';
 import type { Runtime } from '../runtime/index.js';
 import type { VolumeRecord, VolumeStore } from '../volume/index.js';
+import type { ProgressEvent, RegistryAuth, RegistryClient } from '../registry/index.js';
 import { EventBus } from './events.js';
 import { ContainerManager, type ContainerRecord } from './containers.js';
 import { containerMatcher, matchLabels, parseTimeFilter, type Filters } from './filters.js';
@@ -23,6 +24,7 @@ export type { ContainerRecord, ExecRecord, Attacher, WaitResult } from './contai
 export type { Filters } from './filters.js';
 export { signalNumber } from './container-config.js';
 export { pathStatHeader } from '../snapshot/index.js';
+export { decodeRegistryAuthHeader } from '../registry/index.js';
 
 export interface EngineOptions {
   root: string;
@@ -31,9 +33,12 @@ export interface EngineOptions {
   snapshots: Snapshotter;
   images: ImageStore;
   volumes: VolumeStore;
+  registry: RegistryClient;
   runtime: Runtime;
   logger: Logger;
   cgroupVersion: 1 | 2;
+  insecureRegistries?: string[];
+  mirrors?: Record<string, string[]>;
 }
 
 export class Engine {
@@ -283,6 +288,43 @@ export class Engine {
     return this.#images.save(refs, options);
   }
 
+  // ---------------------------------------------------------------- registries
+
+  /** `docker pull`: progress events as Docker's JSON messages; the image is stored when it resolves. */
+  async pullImage(ref: string, options: { auth?: RegistryAuth; platform?: string; onProgress?: (e: ProgressEvent) => void; signal?: AbortSignal }): Promise<ImageRecord> {
+    const image = await this.#opts.registry.pull(ref, { images: this.#images, content: this.#opts.content, ...options });
+    this.events.publish('image', 'pull', familiarName(ref), { name: familiarName(ref) });
+    return image;
+  }
+
+  /** `docker push`: one tag, or every tag of the repository when `tag` is empty. */
+  async pushImage(name: string, tag: string | undefined, options: { auth?: RegistryAuth; onProgress?: (e: ProgressEvent) => void; signal?: AbortSignal }): Promise<Array<{ tag: string; digest: string; size: number }>> {
+    const repo = familiarName(name).replace(/:[^:/]+$/, '');
+    let refs: string[];
+    if (tag) refs = [`${repo}:${tag}`];
+    else if (/:[^:/]+$/.test(name) && !name.endsWith(':latest')) refs = [familiarName(name)];
+    else {
+      refs = (await this.#images.list()).flatMap((img) => img.repoTags).filter((t) => t.replace(/:[^:/]+$/, '') === repo);
+      if (refs.length === 0) throw new BaleiaError('NotFound', `An image does not exist locally with the tag: ${repo}`);
+    }
+    const results = [];
+    for (const ref of refs) {
+      await this.#images.resolve(ref).catch((err) => {
+        if (isKind(err, 'NotFound')) throw new BaleiaError('NotFound', `An image does not exist locally with the tag: ${ref}`);
+        throw err;
+      });
+      const result = await this.#opts.registry.push(ref, { images: this.#images, content: this.#opts.content, ...options });
+      this.events.publish('image', 'push', ref, { name: ref });
+      results.push(result);
+    }
+    return results;
+  }
+
+  async login(body: Json): Promise<{ Status: string; IdentityToken: string }> {
+    const result = await this.#opts.registry.login(body as RegistryAuth);
+    return { Status: result.status, IdentityToken: result.identityToken };
+  }
+
   /** `POST /commit`: repo may arrive fully qualified (docker.io/library/x); the familiar name is stored. */
   async commitContainer(options: { container: string; repo?: string; tag?: string; author?: string; comment?: string; changes: string[]; pause?: boolean; config?: Json }): Promise<{ Id: string }> {
     const ref = options.repo ? familiarName(options.tag ? `${options.repo}:${options.tag}` : options.repo) : undefined;
@@ -408,7 +450,13 @@ export class Engine {
       OSType: 'linux',
       Architecture: os.arch() === 'x64' ? 'x86_64' : os.arch(),
       IndexServerAddress: 'https://index.docker.io/v1/',
-      RegistryConfig: { AllowNondistributableArtifactsCIDRs: [], AllowNondistributableArtifactsHostnames: [], InsecureRegistryCIDRs: ['127.0.0.0/8'], IndexConfigs: {}, Mirrors: [] },
+      RegistryConfig: {
+        AllowNondistributableArtifactsCIDRs: [],
+        AllowNondistributableArtifactsHostnames: [],
+        InsecureRegistryCIDRs: ['127.0.0.0/8', ...(this.#opts.insecureRegistries ?? []).filter((r) => r.includes('/'))],
+        IndexConfigs: Object.fromEntries((this.#opts.insecureRegistries ?? []).filter((r) => !r.includes('/')).map((r) => [r, { Name: r, Mirrors: this.#opts.mirrors?.[r] ?? [], Secure: false, Official: false }])),
+        Mirrors: this.#opts.mirrors?.['docker.io'] ?? [],
+      },
       NCPU: os.cpus().length,
       MemTotal: os.totalmem(),
       GenericResources: null,
