@@ -472,8 +472,10 @@ route('GET', '/images/get', async (ctx) => save(ctx, ctx.query.getAll('names')))
 route('POST', '/images/prune', async (ctx) =>
   sendJson(res(ctx), 200, await ctx.engine.pruneImages(parseFilters(ctx.query.get('filters')))),
 );
-route('GET', '/images/search', async () => {
-  throw new BaleiaError('NotImplemented', 'Cannot search: registry support is not available in this baleiad yet');
+route('GET', '/images/search', async (ctx) => {
+  const term = ctx.query.get('term');
+  if (!term) throw invalidArgument('Cannot search: a term is required (?term=)');
+  sendJson(res(ctx), 200, await ctx.engine.searchImages(term, { limit: queryInt(ctx.query, 'limit'), filters: parseFilters(ctx.query.get('filters')) }));
 });
 route('GET', `/images/${name}/get`, async (ctx) => save(ctx, [ctx.params.name!]));
 route('GET', `/images/${name}/json`, async (ctx) => sendJson(res(ctx), 200, await ctx.engine.inspectImage(ctx.params.name!)));

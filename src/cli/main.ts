@@ -23,6 +23,7 @@ import * as system from './commands/system.js';
 import * as volumes from './commands/volumes.js';
 import * as stats from './commands/stats.js';
 import * as files from './commands/files.js';
+import { searchCommand } from './commands/search.js';
 
 const prog = 'baleia';
 
@@ -118,6 +119,7 @@ const topLevel: Command[] = [
   images.rmiCommand,
   run.runCommand,
   images.saveCommand,
+  searchCommand,
   run.startCommand,
   stats.statsCommand,
   containers.stopCommand,

@@ -320,6 +320,42 @@ export class Engine {
     return results;
   }
 
+  /**
+   * `docker search [registry/]term`: the registry's `/v1/search` (our registry server serves it).
+   * Without a registry host the term goes to Docker Hub's index.
+   */
+  async searchImages(term: string, options: { limit?: number; filters?: Filters; signal?: AbortSignal } = {}): Promise<Json[]> {
+    const slash = term.indexOf('/');
+    const first = slash > 0 ? term.slice(0, slash) : '';
+    const hasHost = first.includes('.') || first.includes(':') || first === 'localhost';
+    const host = hasHost ? first : 'index.docker.io';
+    const query = hasHost ? term.slice(slash + 1) : term;
+    const scheme = this.#opts.registry.isInsecure(host) ? 'http' : 'https';
+    const url = `${scheme}://${host}/v1/search?q=${encodeURIComponent(query)}&n=${options.limit ?? 25}`;
+    let body: { results?: Json[] };
+    try {
+      const res = await fetch(url, { signal: options.signal ?? AbortSignal.timeout(15_000) });
+      if (!res.ok) throw new BaleiaError(res.status === 404 ? 'NotFound' : 'Unavailable', `Cannot search ${host}: ${res.status} ${res.statusText}`);
+      body = (await res.json()) as { results?: Json[] };
+    } catch (err) {
+      if (err instanceof BaleiaError) throw err;
+      throw new BaleiaError('Unavailable', `Cannot search ${host}: ${describeError(err)}`, { cause: err });
+    }
+    const filters = options.filters ?? new Map();
+    const stars = Number(filters.get('stars')?.[0] ?? 0);
+    const official = filters.get('is-official')?.[0];
+    return (body.results ?? [])
+      .filter((r) => Number(r.star_count ?? 0) >= stars)
+      .filter((r) => official === undefined || String(Boolean(r.is_official)) === official)
+      .map((r) => ({
+        name: hasHost ? `${host}/${String(r.name)}` : r.name,
+        description: r.description ?? '',
+        star_count: r.star_count ?? 0,
+        is_official: Boolean(r.is_official),
+        is_automated: Boolean(r.is_automated),
+      }));
+  }
+
   async login(body: Json): Promise<{ Status: string; IdentityToken: string }> {
     const result = await this.#opts.registry.login(body as RegistryAuth);
     return { Status: result.status, IdentityToken: result.identityToken };
