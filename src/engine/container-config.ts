@@ -325,3 +325,21 @@ export function signalNumber(signal: string | number): number | undefined {
   if (rt) return 34 + Number(rt[2] ?? 0);
   return undefined;
 }
+
+/** The runtime's resource limits from a HostConfig (zero means unset, as in Docker's API). */
+export function specResources(hc: HostConfig) {
+  return {
+    memory: hc.Memory || undefined,
+    memorySwap: hc.MemorySwap || undefined,
+    memoryReservation: hc.MemoryReservation || undefined,
+    oomKillDisable: hc.OomKillDisable ?? undefined,
+    memorySwappiness: hc.MemorySwappiness !== null && hc.MemorySwappiness >= 0 ? hc.MemorySwappiness : undefined,
+    cpuShares: hc.CpuShares || undefined,
+    cpuQuota: hc.CpuQuota || undefined,
+    cpuPeriod: hc.CpuPeriod || undefined,
+    nanoCpus: hc.NanoCpus || undefined,
+    cpusetCpus: hc.CpusetCpus || undefined,
+    cpusetMems: hc.CpusetMems || undefined,
+    pidsLimit: hc.PidsLimit && hc.PidsLimit > 0 ? hc.PidsLimit : undefined,
+  };
+}

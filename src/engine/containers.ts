@@ -55,6 +55,7 @@ import {
   mergeEnv,
   normalizeHostConfig,
   resolveUser,
+  specResources,
   signalNumber,
   validateName,
   type ContainerConfig,
@@ -635,20 +636,7 @@ export class ContainerManager {
       pidMode: (hc.PidMode === 'host' ? 'host' : 'private') as 'host' | 'private',
       utsMode: (hc.UTSMode === 'host' || networkMode === 'host' ? 'host' : 'private') as 'host' | 'private',
       cgroupsPath: `/baleia/${record.Id}`,
-      resources: {
-        memory: hc.Memory || undefined,
-        memorySwap: hc.MemorySwap || undefined,
-        memoryReservation: hc.MemoryReservation || undefined,
-        oomKillDisable: hc.OomKillDisable ?? undefined,
-        memorySwappiness: hc.MemorySwappiness !== null && hc.MemorySwappiness >= 0 ? hc.MemorySwappiness : undefined,
-        cpuShares: hc.CpuShares || undefined,
-        cpuQuota: hc.CpuQuota || undefined,
-        cpuPeriod: hc.CpuPeriod || undefined,
-        nanoCpus: hc.NanoCpus || undefined,
-        cpusetCpus: hc.CpusetCpus || undefined,
-        cpusetMems: hc.CpusetMems || undefined,
-        pidsLimit: hc.PidsLimit && hc.PidsLimit > 0 ? hc.PidsLimit : undefined,
-      },
+      resources: specResources(hc),
       privileged: hc.Privileged,
       capAdd: hc.CapAdd ?? [],
       capDrop: hc.CapDrop ?? [],
@@ -1495,18 +1483,7 @@ export class ContainerManager {
     const next = normalizeHostConfig(merged, this.#ncpu);
     if (next.AutoRemove && next.RestartPolicy.Name !== 'no') throw invalidArgument('Restart policy cannot be updated because AutoRemove is enabled for the container');
     if (record.State.Running) {
-      await this.#runtime.update(record.Id, resourceLimits({
-        memory: next.Memory || undefined,
-        memorySwap: next.MemorySwap || undefined,
-        memoryReservation: next.MemoryReservation || undefined,
-        cpuShares: next.CpuShares || undefined,
-        cpuQuota: next.CpuQuota || undefined,
-        cpuPeriod: next.CpuPeriod || undefined,
-        nanoCpus: next.NanoCpus || undefined,
-        cpusetCpus: next.CpusetCpus || undefined,
-        cpusetMems: next.CpusetMems || undefined,
-        pidsLimit: next.PidsLimit && next.PidsLimit > 0 ? next.PidsLimit : undefined,
-      }));
+      await this.#runtime.update(record.Id, resourceLimits(specResources(next)));
     }
     record.HostConfig = next;
     await this.#save(record);
