@@ -2,9 +2,11 @@
  * registry: the OCI Distribution protocol (Distribution Spec v1.1 and Docker Registry HTTP API
  * v2). It owns the route table and error codes (shared by server and client), the registry
  * server's store and its HTTP handlers, the registry's garbage collection, and the pull/push/login
- * client (RegistryClient: client.ts, auth.ts, session.ts, pull.ts, push.ts). It does
- * not own blob bytes (content/ verifies and stores them), image semantics beyond what a
- * manifest references (image/), auth backends, TLS or the web UI (later, behind `authorize`).
+ * client (RegistryClient: client.ts, auth.ts, session.ts, pull.ts, push.ts), and the hub around
+ * the server (hub.ts): htpasswd users, access rules and Docker's token flow (htpasswd.ts,
+ * access.ts, token.ts, guard.ts), TLS (tls.ts), the web UI (ui.ts) and the v1 search API
+ * (search.ts). It does not own blob bytes (content/ verifies and stores them) or image semantics
+ * beyond what a manifest references (image/).
  *
  * Lifecycle: open → serve → (pushes: upload → verify → link → manifest) → gc → close.
  *
@@ -12,6 +14,9 @@
  *   // skopeo copy oci:dir:tag docker://127.0.0.1:5000/repo:tag
  *   await running.registry.store.collectGarbage({ gracePeriodMs: 3600_000 });
  *   await running.close();
+ *
+ *   // With users, tokens, TLS, the web UI at / and /v1/search:
+ *   const hub = await serveHub({ root, port: 5000, auth: { mode: 'token', htpasswd: 'users.htpasswd' }, tlsFiles });
  *
  * On disk, under the registry root (`--root`, default /var/lib/baleia/registry):
  *
@@ -25,6 +30,8 @@
  *       _manifests/revisions/sha256/<hex>        {mediaType, size, subject?}: a manifest of the repository
  *       _manifests/tags/<tag>                    the digest the tag points at
  *       _referrers/sha256/<subject-hex>/<hex>    descriptor of a manifest whose subject is <subject>
+ *     auth/token.key                             HMAC-SHA256 key of bearer tokens (0600, token mode)
+ *     tls/registry.{crt,key}                     a `--tls-self-signed` certificate and its key
  *
  * A blob is visible only after it is hashed and renamed into content/ and then linked; an upload
  * is never visible. Garbage collection marks every revision of every repository and what it
@@ -36,7 +43,13 @@ export { checkDigest, checkName, checkTag, isName, isTag, parseReference, type R
 export { matchRoute, paths, routeAction, type RouteMatch, type RouteName } from './routes.js';
 export { mediaTypes, manifestMediaTypes, maxManifestSize, parseManifest, type Descriptor, type ParsedManifest } from './manifests.js';
 export { RegistryStore, rangeHeader, type GcOptions, type GcReport, type UploadState } from './store.js';
-export { Registry, serveRegistry, type AccessRequest, type RegistryOptions, type RunningRegistry, type ServeOptions } from './server.js';
+export { Registry, serveRegistry, type AccessRequest, type FrontendRequest, type RegistryOptions, type RunningRegistry, type ServeOptions } from './server.js';
+export { serveHub, type HubAuthOptions, type HubOptions, type RunningHub } from './hub.js';
+export { addUser, checkUserName, defaultBcryptCost, Htpasswd } from './htpasswd.js';
+export { AccessPolicy, loadAccessRules, parseAccessRules, type AccessRule } from './access.js';
+export { RegistryGuard, type AuthMode } from './guard.js';
+export { TokenSigner, type TokenClaims } from './token.js';
+export { searchRepositories, type SearchPage, type SearchResult } from './search.js';
 export { RegistryClient, registryHostOf, type RegistryClientOptions, type PullRequest, type PushRequest } from './client.js';
 export { decodeRegistryAuthHeader, parseChallenges, type RegistryAuth } from './auth.js';
 export { type ProgressEvent } from './pull.js';

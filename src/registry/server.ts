@@ -5,10 +5,13 @@
  *
  * Authorization is a hook (`authorize`) called after routing with what the request wants to do
  * to which repository; it throws `registryError('UNAUTHORIZED', { headers: { 'WWW-Authenticate':
- * … } })` or DENIED. htpasswd, tokens and TLS plug in there and in `listen()` later.
+ * … } })` or DENIED (guard.ts implements it over htpasswd users and tokens). Paths outside
+ * `/v2/` go to the `frontend` hook (token endpoint, web UI, search: hub.ts) and `serveRegistry`
+ * listens with TLS when given a certificate.
  */
 import { createReadStream } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { describeError, silentLogger, type Logger } from '../lib/index.js';
 import { errorBody, registryError, registryErrorOf } from './errors.js';
@@ -28,6 +31,15 @@ export interface AccessRequest {
   headers: http.IncomingHttpHeaders;
 }
 
+/** A request outside `/v2/`, for the `frontend` hook. */
+export interface FrontendRequest {
+  req: http.IncomingMessage;
+  res: http.ServerResponse;
+  url: URL;
+  signal: AbortSignal;
+  registry: Registry;
+}
+
 export interface RegistryOptions {
   /** The registry's own root (not the daemon's). */
   root: string;
@@ -39,6 +51,11 @@ export interface RegistryOptions {
   gc?: GcOptions & { intervalMs: number };
   /** Largest page of `/v2/_catalog` (default 1000). */
   maxCatalogEntries?: number;
+  /**
+   * Answers requests outside `/v2/` (resolves true when it did); errors it throws are answered
+   * like the API's. Without it, or when it resolves false, such paths are 404.
+   */
+  frontend?: (request: FrontendRequest) => Promise<boolean>;
 }
 
 type Handler = (ctx: Context) => Promise<void>;
@@ -223,6 +240,9 @@ export class Registry {
       pathname = decodeURIComponent(url.pathname);
     } catch {
       pathname = url.pathname;
+    }
+    if (this.#options.frontend && pathname !== '/v2' && !pathname.startsWith('/v2/')) {
+      if (await this.#options.frontend({ req, res, url, signal, registry: this })) return;
     }
     const match = matchRoute(pathname);
     if (!match) throw registryError('UNSUPPORTED', { status: 404, message: `unknown endpoint "${url.pathname}"` });
@@ -434,21 +454,24 @@ export class Registry {
 export interface ServeOptions extends RegistryOptions {
   host?: string;
   port?: number;
+  /** Listen with HTTPS (PEM certificate chain and key). */
+  tls?: { cert: string | Buffer; key: string | Buffer };
 }
 
 export interface RunningRegistry {
   registry: Registry;
   server: http.Server;
+  scheme: 'http' | 'https';
   /** `127.0.0.1:5000`, as a client writes it in an image reference. */
   address: string;
   port: number;
   close(): Promise<void>;
 }
 
-/** Opens the registry and listens (plain HTTP for now; TLS is a later option of this function). */
+/** Opens the registry and listens (HTTPS when `tls` is given). */
 export async function serveRegistry(options: ServeOptions): Promise<RunningRegistry> {
   const registry = await Registry.open(options);
-  const server = http.createServer(registry.handle);
+  const server: http.Server = options.tls ? https.createServer({ cert: options.tls.cert, key: options.tls.key }, registry.handle) : http.createServer(registry.handle);
   // Blob uploads can take longer than node's default 300 s request timeout.
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
@@ -469,6 +492,7 @@ export async function serveRegistry(options: ServeOptions): Promise<RunningRegis
   return {
     registry,
     server,
+    scheme: options.tls ? 'https' : 'http',
     address: `${host}:${port}`,
     port,
     async close() {
