@@ -177,7 +177,23 @@ export class DnsServer {
     return this.#address;
   }
 
+  /** The bound port (useful after start(0)). */
+  get port(): number {
+    return this.#udp?.address().port ?? 0;
+  }
+
+  /** Bind UDP and TCP on `port`; 0 picks a port free for both (tests). */
   async start(port = 53): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.#bind(port);
+      } catch (err) {
+        if (port !== 0 || attempt >= 20 || (err as { code?: string }).code !== 'EADDRINUSE') throw err;
+      }
+    }
+  }
+
+  async #bind(port: number): Promise<void> {
     const udp = dgram.createSocket({ type: 'udp4' });
     await new Promise<void>((resolve, reject) => {
       udp.once('error', reject);
@@ -198,7 +214,7 @@ export class DnsServer {
     try {
       await new Promise<void>((resolve, reject) => {
         tcp.once('error', reject);
-        tcp.listen(port, this.#address, () => {
+        tcp.listen(udp.address().port, this.#address, () => {
           tcp.off('error', reject);
           resolve();
         });

@@ -114,15 +114,23 @@ export class Firewall {
     return this.#prefix;
   }
 
-  /** Replace the content of our chains with `state`, then make sure each jump exists once. */
-  async apply(state: FirewallState): Promise<void> {
+  #jumpsChecked = false;
+
+  /**
+   * Replace the content of our chains with `state`, then make sure each jump exists once (on the
+   * first call, and whenever `checkJumps` asks: init and reconcile).
+   */
+  async apply(state: FirewallState, options: { checkJumps?: boolean } = {}): Promise<void> {
     const rules = renderRules(this.#prefix, state);
     const started = Date.now();
     await run(`${this.#iptables}-restore`, ['-w', '--noflush'], { input: rules }).catch((err) => {
       throw new BaleiaError('Internal', `Cannot write iptables chains "${this.#prefix}-*"`, { cause: err });
     });
     this.#logger?.debug('iptables-restore', { prefix: this.#prefix, rules: rules.split('\n').length, ms: Date.now() - started });
-    await this.#ensureJumps();
+    if (options.checkJumps || !this.#jumpsChecked) {
+      await this.#ensureJumps();
+      this.#jumpsChecked = true;
+    }
   }
 
   async #ensureJumps(): Promise<void> {
@@ -137,6 +145,7 @@ export class Firewall {
 
   /** Remove the jumps and our chains entirely (tests, system reset). */
   async destroy(): Promise<void> {
+    this.#jumpsChecked = false;
     for (const [table, chain, rule] of jumps(this.#prefix)) {
       for (let i = 0; i < 10; i++) {
         const r = await run(this.#iptables, ['-w', '-t', table, '-D', chain, ...rule], { allowFailure: true });

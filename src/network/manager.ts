@@ -199,7 +199,7 @@ export class NetworkManager {
         await this.#ensureBridge(n);
         if (!n.builtin) await this.#startDns(n);
       }
-      await this.#applyFirewall();
+      await this.#applyFirewall({ checkJumps: true });
       for (const sb of this.#sandboxes.values()) {
         const held: Reservation[] = [];
         for (const p of sb.ports) {
@@ -236,7 +236,7 @@ export class NetworkManager {
       for (const f of await fs.readdir(this.#dir.netns).catch(() => [] as string[])) {
         if (!this.#sandboxes.has(f)) await removeNetnsFile(path.join(this.#dir.netns, f));
       }
-      await this.#applyFirewall();
+      await this.#applyFirewall({ checkJumps: true });
     });
   }
 
@@ -583,9 +583,10 @@ export class NetworkManager {
     return this.#serial(async () => {
       const sb = this.#sandboxes.get(containerId);
       if (!sb) throw notFound(`Cannot publish ports of container "${shortId(containerId)}": it has no network sandbox`);
+      // Docker publishes on the container's first bridge network that can reach the outside.
       const target = sb.endpoints
         .map((e) => ({ e, n: this.#networks.get(e.networkId)! }))
-        .find(({ e, n }) => e.state === 'ready' && n?.Driver === 'bridge');
+        .find(({ e, n }) => e.state === 'ready' && n?.Driver === 'bridge' && !n.Internal);
       const plan = planPorts(portBindings, { ...opts, defaultHostIp: target?.n.Options[OPT_HOST_IP] });
       await this.#unpublish(sb);
       const result: PortMap = {};
@@ -879,6 +880,9 @@ export class NetworkManager {
     const present = (await run('ip', ['link', 'show', 'dev', bridge], { allowFailure: true })).code === 0;
     if (!present) await run('ip', ['link', 'add', 'name', bridge, 'type', 'bridge']);
     try {
+      // A bridge without a MAC of its own takes the lowest of its ports' MACs, so it would change
+      // whenever a container leaves and neighbours would send to a stale MAC until ARP expires.
+      await run('ip', ['link', 'set', 'dev', bridge, 'address', macForIp(parseIp(n.gateway!)!)]);
       await run('ip', ['addr', 'replace', `${n.gateway}/${prefix}`, 'dev', bridge]);
       if (n.Options[OPT_MTU]) await run('ip', ['link', 'set', 'dev', bridge, 'mtu', n.Options[OPT_MTU]]);
       await run('ip', ['link', 'set', 'dev', bridge, 'up']);
@@ -946,8 +950,8 @@ export class NetworkManager {
     return state;
   }
 
-  async #applyFirewall(): Promise<void> {
-    await this.#fw.apply(this.#firewallState());
+  async #applyFirewall(options: { checkJumps?: boolean } = {}): Promise<void> {
+    await this.#fw.apply(this.#firewallState(), options);
   }
 
   async #saveSandbox(sb: SandboxRecord): Promise<void> {
