@@ -103,6 +103,11 @@ export async function main(argv: string[]): Promise<void> {
   await takeSocket(socketPath);
   await lockRoot(config.root);
 
+  // A fault in one request's stream must not take down a daemon that supervises containers:
+  // log it and keep serving (each operation's state is in atomic records).
+  process.on('uncaughtException', (err) => logger.error('Uncaught exception', { err: describeError(err), stack: err.stack }));
+  process.on('unhandledRejection', (err) => logger.error('Unhandled rejection', { err: describeError(err) }));
+
   const cgroups = await detectCgroups();
   logger.info('Starting baleiad', { root: config.root, execRoot: config.execRoot, socket: socketPath, cgroup: cgroups.version });
   const content = new ContentStore(config.root);

@@ -9,7 +9,7 @@
  * execs. After a daemon restart `init()` re-adopts running containers and records the exit code
  * of those that ended meanwhile.
  */
-import { promises as fs } from 'node:fs';
+import { promises as fs, statSync } from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
 import {
@@ -1327,7 +1327,11 @@ export class ContainerManager {
     if (paused) await this.#runtime.pause(record.Id);
     let layer: { digest: string; size: number };
     try {
-      layer = await this.#content.ingest(diffTar(this.#snapshots.containerUpperPath(record.Id), chain.map((c) => this.#snapshots.layerPath(c))));
+      // Without the files baleia bind-mounts over (empty mount targets), as Docker's init layer does.
+      const managed = new Set(['etc/hostname', 'etc/hosts', 'etc/resolv.conf']);
+      const upper = this.#snapshots.containerUpperPath(record.Id);
+      const isMountTarget = (name: string) => managed.has(name) && statSync(path.join(upper, name), { throwIfNoEntry: false })?.size === 0;
+      layer = await this.#content.ingest(diffTar(upper, chain.map((c) => this.#snapshots.layerPath(c)), { exclude: isMountTarget }));
     } finally {
       if (paused) await this.#runtime.resume(record.Id).catch(() => {});
     }

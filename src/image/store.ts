@@ -488,6 +488,9 @@ export class ImageStore {
     const out = new PassThrough();
     (pack as unknown as NodeJS.ReadableStream).pipe(out);
     pack.on('error', (e: Error) => out.destroy(e));
+    out.on('close', () => {
+      if (!out.readableEnded) pack.destroy();
+    });
     void this.#writeArchive(refs, pack, opts.signal).catch((err: unknown) => {
       out.destroy(err as Error);
       pack.destroy();
@@ -845,6 +848,11 @@ export class ImageStore {
         const hash = createHash('sha256');
         await new Promise<void>((resolve, reject) => {
           const sink = pack.entry({ name: `blobs/sha256/${hex}`, mode: 0o644, mtime, size: tarSize }, (err) => (err ? reject(err) : resolve()));
+          // A reader that goes away destroys the pack: the entry then errors, which must end this save, not the daemon.
+          (sink as unknown as NodeJS.EventEmitter).on('error', (e: Error) => {
+            reject(e);
+            (source as unknown as { destroy(): void }).destroy();
+          });
           source.on('data', (c: Buffer) => hash.update(c));
           source.on('error', (e) => {
             reject(e);

@@ -249,13 +249,23 @@ async function* upperEntries(reader: TreeReader, dir: PinnedDir, prefix: string)
  * dirs in their tar form; the lowers are not read (the parameter keeps the seam the same as
  * `changes` for a future naive diff). Read the stream to the end or destroy it.
  */
-export function diffTar(upperDir: string, lowerDirs: string[], opts: { signal?: AbortSignal } = {}): NodeJS.ReadableStream {
+export function diffTar(
+  upperDir: string,
+  lowerDirs: string[],
+  opts: { signal?: AbortSignal; /** Leave out entries by their tar name (e.g. `etc/hosts`). */ exclude?: (name: string) => boolean } = {},
+): NodeJS.ReadableStream {
   void lowerDirs;
   const reader = newTreeReader(opts.signal);
   async function* entries(): AsyncGenerator<TarWriteEntry> {
     const upper = await PinnedDir.openRoot(upperDir);
     try {
-      yield* upperEntries(reader, upper, '');
+      for await (const entry of upperEntries(reader, upper, '')) {
+        if (opts.exclude?.(entry.name.replace(/\/$/, ''))) {
+          await entry.body?.[Symbol.asyncIterator]().return?.();
+          continue;
+        }
+        yield entry;
+      }
     } finally {
       await upper.close();
       await reader.sys.close();

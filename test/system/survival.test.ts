@@ -132,6 +132,30 @@ describe('survival, limits and clean failures', () => {
     ok(await daemon.cli(['rm', 'att']), 'rm');
   });
 
+  test('a client that goes away mid-stream (save, logs -f, events) does not hurt the daemon', async () => {
+    const http = await import('node:http');
+    for (const p of ['/v1.41/images/get?names=busybox', '/v1.41/events']) {
+      await new Promise<void>((resolve) => {
+        const req = http.request({ socketPath: daemon.socket, method: 'GET', path: p }, (res) => {
+          res.once('data', () => {
+            req.destroy();
+            resolve();
+          });
+          setTimeout(() => {
+            req.destroy();
+            resolve();
+          }, 500);
+        });
+        req.on('error', () => resolve());
+        req.end();
+      });
+    }
+    await sleep(300);
+    ok(await daemon.cli(['version']), 'daemon still answers');
+    assert.equal(daemon.process.exitCode, null);
+    assert.doesNotMatch(daemon.logs(), /Uncaught exception|Unhandled rejection/);
+  });
+
   test('malformed requests get a clear 400 and nothing changes', async () => {
     const res = await fetchSocket(daemon.socket, 'POST', '/v1.41/containers/create', '{"Image": "busybox", ');
     assert.equal(res.status, 400);
