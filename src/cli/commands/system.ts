@@ -14,7 +14,7 @@ import type { Cli } from '../context.js';
 import { formatList, tabwrite } from '../format.js';
 import { UsageError } from '../flags.js';
 import { Template } from '../template.js';
-import { apiTimestamp, bytesSize, humanSize, rfc3339NanoFixed } from '../units.js';
+import { apiTimestamp, bytesSize, humanSize, rfc3339NanoFixed, timeAgo } from '../units.js';
 
 export const cliVersion = '0.1.0';
 
@@ -219,8 +219,47 @@ export const dfCommand: Command = {
       { Type: 'Build Cache', TotalCount: String(cache.length), Active: String(cache.filter((b) => b.InUse).length), Size: humanSize(bSize), Reclaimable: humanSize(bReclaim) },
     ];
     if (flags.bool('verbose')) {
-      // docker's verbose view; the image and container sections come with their own commands.
-      cli.out(`Images space usage: ${humanSize(layers)}\n\nContainers space usage: ${humanSize(cSize)}\n\nLocal Volumes space usage:\n\n`);
+      type ImageRow = { RepoTags?: string[] | null; Id: string; Created: number; Size: number; SharedSize?: number; Containers?: number };
+      type ContainerRow = { Id: string; Image: string; Command: string; Mounts?: Array<{ Type: string }>; SizeRw?: number; Created: number; Status: string; Names: string[] };
+      const imageRows = (images as ImageRow[]).flatMap((i) =>
+        (i.RepoTags?.length ? i.RepoTags : ['<none>:<none>']).map((t) => {
+          const colon = t.lastIndexOf(':');
+          const shared = Math.max(0, i.SharedSize ?? 0);
+          return {
+            Repository: () => t.slice(0, colon),
+            Tag: () => t.slice(colon + 1),
+            ID: () => i.Id.replace(/^sha256:/, '').slice(0, 12),
+            CreatedSince: () => timeAgo(i.Created),
+            Size: () => humanSize(i.Size),
+            SharedSize: () => humanSize(shared),
+            UniqueSize: () => humanSize(i.Size - shared),
+            Containers: () => String(i.Containers ?? 0),
+          };
+        }),
+      );
+      cli.out('Images space usage:\n\n');
+      cli.out(formatList(imageRows, {
+        format: undefined,
+        defaultFormat: 'table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}\t{{.SharedSize}}\t{{.UniqueSize}}\t{{.Containers}}',
+        headers: { Repository: 'REPOSITORY', Tag: 'TAG', ID: 'IMAGE ID', CreatedSince: 'CREATED', Size: 'SIZE', SharedSize: 'SHARED SIZE', UniqueSize: 'UNIQUE SIZE', Containers: 'CONTAINERS' },
+      }));
+      const containerRows = (containers as unknown as ContainerRow[]).map((c) => ({
+        ID: () => c.Id.slice(0, 12),
+        Image: () => c.Image,
+        Command: () => JSON.stringify(c.Command.length > 20 ? `${c.Command.slice(0, 19)}…` : c.Command),
+        LocalVolumes: () => String((c.Mounts ?? []).filter((m) => m.Type === 'volume').length),
+        Size: () => humanSize(c.SizeRw ?? 0),
+        CreatedSince: () => timeAgo(c.Created),
+        Status: () => c.Status,
+        Names: () => (c.Names[0] ?? '').replace(/^\//, ''),
+      }));
+      cli.out('\nContainers space usage:\n\n');
+      cli.out(formatList(containerRows, {
+        format: undefined,
+        defaultFormat: 'table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.LocalVolumes}}\t{{.Size}}\t{{.CreatedSince}}\t{{.Status}}\t{{.Names}}',
+        headers: { ID: 'CONTAINER ID', Image: 'IMAGE', Command: 'COMMAND', LocalVolumes: 'LOCAL VOLUMES', Size: 'SIZE', CreatedSince: 'CREATED', Status: 'STATUS', Names: 'NAMES' },
+      }));
+      cli.out('\nLocal Volumes space usage:\n\n');
       cli.out(
         formatList(
           volumes.map((v) => ({ Name: () => v.Name ?? '', Links: () => String(v.UsageData?.RefCount ?? 0), Size: () => humanSize(Math.max(0, v.UsageData?.Size ?? 0)) })),
