@@ -12,25 +12,37 @@
  * the bridge. No traffic leaves 127.0.0.0/8 and the containers' own (none/local bridge) networks;
  * nothing is pulled. Targets are reported, never asserted. See bench/README.md.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import {
-  closeSync,
-  copyFileSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readFileSync,
-  readdirSync,
-  rmSync,
-  statSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs';
-import http from 'node:http';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import {
+  type Client,
+  type ClientName,
+  type Engine,
+  type EngineName,
+  type RunResult,
+  cli,
+  cliMain,
+  daemonRss,
+  dockerCli,
+  firstLine,
+  fmtMs,
+  log,
+  makeClients,
+  mustCli,
+  onCleanup,
+  quantile,
+  runCleanups,
+  runCommand,
+  settings,
+  sleep,
+  startBaleia,
+  startDocker,
+  umountUnder,
+  vmRssKb,
+  which,
+} from './common.js';
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -49,8 +61,6 @@ interface Options {
   timeoutMs: number;
 }
 
-type EngineName = 'baleia' | 'docker';
-type ClientName = 'docker' | 'baleia';
 const allOps = ['run', 'create', 'exec', 'ps'];
 
 const usage = `usage: node dist/bench/engine.js [options]
@@ -151,554 +161,6 @@ function parseArgs(argv: string[]): Options {
   return o;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Paths and small helpers
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repoRoot = path.resolve(here, '../..');
-const cliMain = path.join(repoRoot, 'dist/src/cli/main.js');
-const daemonMain = path.join(repoRoot, 'dist/src/daemon.js');
-const dockerCli = '/usr/local/bin/docker';
-const setupScript = path.join(repoRoot, 'bench/setup-docker.sh');
-
-const sleepSync = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const log = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
-const alive = (pid: number | undefined): boolean => {
-  if (!pid) return false;
-  try {
-    process.kill(pid, 0);
-    // A zombie still answers kill(0); treat it as gone.
-    const state = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '')[0];
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
-};
-/** A short error summary: the first line that names an error (a crash's stack is long), else the last lines. */
-const firstLine = (s: string) => {
-  const lines = s
-    .split('\n')
-    .map((l) => l.trim())
-    .filter(Boolean);
-  const named = lines.find((l) => /^(\w*Error|error)\b|Error:|Error response/.test(l));
-  return (named ?? lines.slice(-3).join(' | ')).slice(0, 300);
-};
-
-function which(cmd: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':')) {
-    const p = path.join(dir, cmd);
-    if (existsSync(p)) return p;
-  }
-  return undefined;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Cleanup: synchronous steps, run in reverse order exactly once (normal end, error, signal, exit)
-
-const cleanups: Array<{ what: string; fn: () => void }> = [];
-let cleaning = false;
-function onCleanup(what: string, fn: () => void): void {
-  cleanups.push({ what, fn });
-}
-function runCleanups(): void {
-  if (cleaning) return;
-  cleaning = true;
-  while (cleanups.length) {
-    const { what, fn } = cleanups.pop()!;
-    try {
-      fn();
-    } catch (err) {
-      log(`cleanup (${what}) failed: ${(err as Error).message}`);
-    }
-  }
-}
-process.on('exit', runCleanups);
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.on(sig, () => {
-    log(`${sig}: cleaning up`);
-    runCleanups();
-    process.exit(128 + (os.constants.signals[sig] ?? 0));
-  });
-}
-
-/** All processes: pid → {ppid, comm, cmdline}. */
-function processTable(): Map<number, { ppid: number; comm: string; cmdline: string }> {
-  const table = new Map<number, { ppid: number; comm: string; cmdline: string }>();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const open = stat.indexOf('(');
-      const close = stat.lastIndexOf(')');
-      const comm = stat.slice(open + 1, close);
-      const ppid = Number(stat.slice(close + 2).split(' ')[1]);
-      let cmdline = '';
-      try {
-        cmdline = readFileSync(`/proc/${name}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
-      } catch {
-        // kernel thread or gone
-      }
-      table.set(Number(name), { ppid, comm, cmdline });
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return table;
-}
-
-/** Sends `signal` to every process whose command line mentions `marker` and whose comm matches. */
-function killMatching(marker: string, comm: RegExp, signal: NodeJS.Signals = 'SIGKILL'): number {
-  let n = 0;
-  for (const [pid, p] of processTable()) {
-    if (pid === process.pid || !comm.test(p.comm) || !p.cmdline.includes(marker)) continue;
-    try {
-      process.kill(pid, signal);
-      n++;
-    } catch {
-      // gone
-    }
-  }
-  return n;
-}
-
-function stopProcess(pid: number | undefined, graceMs: number): void {
-  if (!alive(pid)) return;
-  try {
-    process.kill(pid!, 'SIGTERM');
-  } catch {
-    return;
-  }
-  const deadline = Date.now() + graceMs;
-  while (alive(pid) && Date.now() < deadline) sleepSync(50);
-  if (alive(pid)) {
-    try {
-      process.kill(pid!, 'SIGKILL');
-    } catch {
-      // gone
-    }
-    const d2 = Date.now() + 5000;
-    while (alive(pid) && Date.now() < d2) sleepSync(50);
-  }
-}
-
-function unescapeMount(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-}
-
-/** Lazily unmounts every mount at or below `dir`, deepest first. */
-function umountUnder(dir: string): number {
-  let n = 0;
-  for (let round = 0; round < 5; round++) {
-    const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
-      .split('\n')
-      .map((l) => l.split(' ')[4])
-      .filter((m): m is string => !!m)
-      .map(unescapeMount)
-      .filter((m) => m === dir || m.startsWith(dir + '/'))
-      .sort((a, b) => b.length - a.length);
-    if (!mounts.length) break;
-    for (const m of mounts) {
-      spawnSync('umount', ['-l', m], { stdio: 'ignore' });
-      n++;
-    }
-  }
-  return n;
-}
-
-/** Kills what is left in a cgroup directory (every v1 controller and the v2 mount), then removes it. */
-function removeCgroupTree(relative: string): void {
-  const base = '/sys/fs/cgroup';
-  if (!existsSync(base)) return;
-  const hierarchies = [base, ...readdirSync(base).map((c) => path.join(base, c))];
-  for (const h of hierarchies) {
-    const dir = path.join(h, relative);
-    if (!existsSync(dir)) continue;
-    const dirs: string[] = [];
-    const walk = (d: string) => {
-      dirs.push(d);
-      for (const e of readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) walk(path.join(d, e.name));
-    };
-    try {
-      walk(dir);
-    } catch {
-      continue;
-    }
-    for (const d of dirs) {
-      try {
-        for (const pid of readFileSync(path.join(d, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean))
-          try {
-            process.kill(Number(pid), 'SIGKILL');
-          } catch {
-            // gone
-          }
-      } catch {
-        // no procs file
-      }
-    }
-    for (const d of dirs.sort((a, b) => b.length - a.length)) {
-      for (let i = 0; i < 20; i++) {
-        if (spawnSync('rmdir', [d], { stdio: 'ignore' }).status === 0 || !existsSync(d)) break;
-        sleepSync(50);
-      }
-    }
-  }
-}
-
-function runcCleanup(runcRoot: string): void {
-  if (!existsSync(runcRoot)) return;
-  for (const id of readdirSync(runcRoot)) {
-    spawnSync('runc', ['--root', runcRoot, 'kill', id, 'KILL'], { stdio: 'ignore', timeout: 10_000 });
-    spawnSync('runc', ['--root', runcRoot, 'delete', '-f', id], { stdio: 'ignore', timeout: 10_000 });
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Running commands
-
-interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
-let baseEnv: NodeJS.ProcessEnv = {};
-let verbose = false;
-let commandTimeoutMs = 60_000;
-
-function runCommand(command: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs = commandTimeoutMs): Promise<RunResult> {
-  return new Promise((resolve) => {
-    const start = process.hrtime.bigint();
-    const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    const done = (code: number, extra = '') => {
-      clearTimeout(timer);
-      const ms = Number(process.hrtime.bigint() - start) / 1e6;
-      const r = { code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') + extra, ms };
-      if (verbose) log(`${ms.toFixed(0).padStart(6)} ms  rc=${code}  ${path.basename(command)} ${args.join(' ')}${code ? `  ${firstLine(r.stderr)}` : ''}`);
-      resolve(r);
-    };
-    child.on('error', (e) => done(-1, e.message));
-    child.on('close', (code, signal) => done(code ?? (signal === 'SIGKILL' ? 137 : -1), signal === 'SIGKILL' ? ' (killed: timeout)' : ''));
-  });
-}
-
-/** Raw Engine API call over a unix socket (readiness probe, version info). */
-function apiGet(socket: string, urlPath: string, timeoutMs = 2000): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ socketPath: socket, path: urlPath, method: 'GET', timeout: timeoutMs }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-async function waitForPing(socket: string, pid: () => number | undefined, what: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last = '';
-  while (Date.now() < deadline) {
-    if (!alive(pid())) throw new Error(`${what} exited before answering on ${socket}`);
-    try {
-      const r = await apiGet(socket, '/_ping', 1000);
-      if (r.status === 200) return;
-      last = `status ${r.status}`;
-    } catch (err) {
-      last = (err as Error).message;
-    }
-    await sleep(25);
-  }
-  throw new Error(`${what} did not answer /_ping on ${socket} within ${timeoutMs} ms (${last})`);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Engines
-
-interface Engine {
-  name: EngineName;
-  socket: string;
-  /** The daemon process(es) whose memory counts (plus descendants minus per-container monitors). */
-  daemonPid(): number | undefined;
-  /** Per-container monitor processes (conmon / containerd-shim) of this engine. */
-  monitorPids(): number[];
-  startupMs: number;
-  logFile: string;
-  version: string;
-}
-
-interface Client {
-  name: ClientName;
-  label: string;
-  command: string;
-  prefix: string[];
-  env(engine: Engine): NodeJS.ProcessEnv;
-}
-
-function makeClients(tmp: string): Record<ClientName, Client> {
-  const dockerConfig = path.join(tmp, 'docker-client-config');
-  const baleiaConfig = path.join(tmp, 'baleia-client-config');
-  mkdirSync(dockerConfig, { recursive: true });
-  mkdirSync(baleiaConfig, { recursive: true });
-  return {
-    docker: {
-      name: 'docker',
-      label: 'docker CLI',
-      command: dockerCli,
-      prefix: [],
-      env: (e) => ({ ...baseEnv, DOCKER_HOST: `unix://${e.socket}`, DOCKER_CONFIG: dockerConfig, DOCKER_CLI_HINTS: 'false' }),
-    },
-    baleia: {
-      name: 'baleia',
-      label: 'baleia CLI',
-      command: process.execPath,
-      prefix: [cliMain],
-      env: (e) => ({ ...baseEnv, BALEIA_HOST: `unix://${e.socket}`, BALEIA_CONFIG: baleiaConfig }),
-    },
-  };
-}
-
-function cli(client: Client, engine: Engine, args: string[], timeoutMs?: number): Promise<RunResult> {
-  return runCommand(client.command, [...client.prefix, ...args], client.env(engine), timeoutMs);
-}
-
-async function mustCli(client: Client, engine: Engine, args: string[], timeoutMs?: number): Promise<RunResult> {
-  const r = await cli(client, engine, args, timeoutMs);
-  if (r.code !== 0) throw new Error(`${client.label} → ${engine.name}: \`${args.join(' ')}\` exited ${r.code}: ${firstLine(r.stderr || r.stdout)}`);
-  return r;
-}
-
-/** A /24 in 10.0.0.0/8 that no local address or route uses, for docker's private bridge. */
-function freeSubnet(): string {
-  const used = spawnSync('ip', ['-4', '-o', 'route', 'show', 'table', 'all'], { encoding: 'utf8' }).stdout +
-    spawnSync('ip', ['-4', '-o', 'addr'], { encoding: 'utf8' }).stdout;
-  for (let tries = 0; tries < 200; tries++) {
-    const b = 200 + Math.floor(Math.random() * 50);
-    const c = Math.floor(Math.random() * 250) + 1;
-    if (!used.includes(`10.${b}.${c}.`)) return `10.${b}.${c}`;
-  }
-  throw new Error('no free 10.x.y.0/24 subnet for the bench bridge');
-}
-
-async function startDocker(tmp: string, o: Options): Promise<Engine> {
-  if (!which('dockerd') || !which('containerd')) {
-    if (!o.install) throw new Error('dockerd/containerd missing: run bench/setup-docker.sh (apt-get install -y docker.io)');
-    log('dockerd missing: running bench/setup-docker.sh');
-    const r = spawnSync('bash', [setupScript], { stdio: 'inherit' });
-    if (r.status !== 0) throw new Error('bench/setup-docker.sh failed');
-  }
-  const dir = path.join(tmp, 'docker');
-  const dataRoot = path.join(dir, 'data');
-  const execRoot = path.join(dir, 'exec');
-  const socket = path.join(dir, 'docker.sock');
-  const pidfile = path.join(dir, 'dockerd.pid');
-  const configFile = path.join(dir, 'daemon.json');
-  const logFile = path.join(dir, 'dockerd.log');
-  const cgroupParent = `/${path.basename(tmp)}-docker`;
-  mkdirSync(dataRoot, { recursive: true });
-  mkdirSync(execRoot, { recursive: true });
-  // dockerd 20.10 would otherwise create /etc/docker/key.json (its deprecated trust key).
-  writeFileSync(configFile, JSON.stringify({ 'deprecated-key-path': path.join(dir, 'key.json') }) + '\n');
-
-  // The default network: a private bridge of our own with no iptables, NAT or forwarding, so a
-  // container on it reaches nothing but the bridge. `--network none` is what both engines compare.
-  let bridge = 'none';
-  if (o.defaultNetwork) {
-    bridge = `bb${process.pid.toString(36).slice(-5)}${Math.floor(Math.random() * 1296).toString(36)}`.slice(0, 15);
-    const subnet = freeSubnet();
-    const ip = (args: string[]) => {
-      const r = spawnSync('ip', args, { encoding: 'utf8' });
-      if (r.status !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr.trim()}`);
-    };
-    ip(['link', 'add', 'name', bridge, 'type', 'bridge']);
-    const br = bridge;
-    onCleanup('bridge', () => spawnSync('ip', ['link', 'del', br], { stdio: 'ignore' }));
-    ip(['addr', 'add', `${subnet}.1/24`, 'dev', bridge]);
-    ip(['link', 'set', bridge, 'up']);
-  }
-
-  const args = [
-    '--data-root', dataRoot,
-    '--exec-root', execRoot,
-    '--pidfile', pidfile,
-    '-H', `unix://${socket}`,
-    '--config-file', configFile,
-    '--bridge', bridge,
-    '--iptables=false',
-    '--ip-masq=false',
-    '--ip-forward=false',
-    '--userland-proxy=false',
-    '--cgroup-parent', cgroupParent,
-    '--storage-driver', 'overlay2',
-    '--log-level', 'warn',
-  ];
-  const logFd = openSync(logFile, 'a');
-  const t0 = process.hrtime.bigint();
-  let proc: ChildProcess;
-  try {
-    proc = spawn(which('dockerd')!, args, { detached: true, stdio: ['ignore', logFd, logFd], env: baseEnv });
-  } finally {
-    closeSync(logFd);
-  }
-  proc.unref();
-  const pid = proc.pid;
-
-  onCleanup('docker', () => {
-    const env = { ...baseEnv, DOCKER_HOST: `unix://${socket}`, DOCKER_CONFIG: path.join(tmp, 'docker-client-config') };
-    if (alive(pid)) {
-      const ids = spawnSync(dockerCli, ['ps', '-aq'], { env, encoding: 'utf8', timeout: 20_000 }).stdout?.split('\n').filter(Boolean) ?? [];
-      for (let i = 0; i < ids.length; i += 50)
-        spawnSync(dockerCli, ['rm', '-f', ...ids.slice(i, i + 50)], { env, stdio: 'ignore', timeout: 120_000 });
-    }
-    stopProcess(pid, 30_000);
-    // Whatever survived: shims and containerd of this exec root, container processes, mounts.
-    killMatching(execRoot, /^containerd/);
-    runcCleanup(path.join(execRoot, 'runtime-runc', 'moby'));
-    removeCgroupTree(cgroupParent);
-    umountUnder(dir);
-  });
-
-  const engine: Engine = {
-    name: 'docker',
-    socket,
-    daemonPid: () => pid,
-    monitorPids: () =>
-      [...processTable()].filter(([, p]) => p.comm.startsWith('containerd-shim') && p.cmdline.includes(execRoot)).map(([id]) => id),
-    startupMs: 0,
-    logFile,
-    version: '',
-  };
-  try {
-    await waitForPing(socket, () => pid, 'dockerd', 60_000);
-  } catch (err) {
-    throw new Error(`${(err as Error).message}\n--- ${logFile} ---\n${tail(logFile)}`);
-  }
-  engine.startupMs = Number(process.hrtime.bigint() - t0) / 1e6;
-  try {
-    const v = JSON.parse((await apiGet(socket, '/version')).body) as { Version?: string; ApiVersion?: string };
-    engine.version = `dockerd ${v.Version} (API ${v.ApiVersion})`;
-  } catch {
-    engine.version = 'dockerd ?';
-  }
-  return engine;
-}
-
-async function startBaleia(tmp: string): Promise<Engine> {
-  if (!existsSync(daemonMain) || !existsSync(cliMain))
-    throw new Error(`baleia is not built (${path.relative(repoRoot, daemonMain)} / ${path.relative(repoRoot, cliMain)} missing): npm run build`);
-  // Short paths: conmon's attach sockets live under the exec root and a unix socket path has at
-  // most 107 bytes, so /tmp/bb-XXXXXX/b/r leaves room for containers/<64 hex>/attach.
-  const dir = path.join(tmp, 'b');
-  const root = path.join(dir, 'root');
-  const execRoot = path.join(dir, 'r');
-  const socket = path.join(dir, 'baleia.sock');
-  const logFile = path.join(dir, 'baleiad.log');
-  mkdirSync(dir, { recursive: true });
-  const logFd = openSync(logFile, 'a');
-  const t0 = process.hrtime.bigint();
-  let proc: ChildProcess;
-  try {
-    proc = spawn(process.execPath, [daemonMain, '--root', root, '--exec-root', execRoot, '-H', `unix://${socket}`, '--log-level', 'warn'], {
-      detached: true,
-      stdio: ['ignore', logFd, logFd],
-      env: baseEnv,
-    });
-  } finally {
-    closeSync(logFd);
-  }
-  proc.unref();
-  const pid = proc.pid;
-
-  onCleanup('baleia', () => {
-    const env = { ...baseEnv, DOCKER_HOST: `unix://${socket}`, DOCKER_CONFIG: path.join(tmp, 'docker-client-config') };
-    if (alive(pid)) {
-      const ids = spawnSync(dockerCli, ['ps', '-aq'], { env, encoding: 'utf8', timeout: 20_000 }).stdout?.split('\n').filter(Boolean) ?? [];
-      for (let i = 0; i < ids.length; i += 50)
-        spawnSync(dockerCli, ['rm', '-f', ...ids.slice(i, i + 50)], { env, stdio: 'ignore', timeout: 120_000 });
-    }
-    stopProcess(pid, 15_000);
-    // Containers outlive baleiad: their conmons, runc state, cgroups and mounts go explicitly.
-    killMatching(dir, /conmon/);
-    runcCleanup(path.join(execRoot, 'runc'));
-    const containers = path.join(root, 'containers');
-    for (const id of existsSync(containers) ? readdirSync(containers) : []) removeCgroupTree(path.join('baleia', id));
-    umountUnder(dir);
-  });
-
-  const engine: Engine = {
-    name: 'baleia',
-    socket,
-    daemonPid: () => pid,
-    monitorPids: () => [...processTable()].filter(([, p]) => p.comm === 'conmon' && p.cmdline.includes(dir)).map(([id]) => id),
-    startupMs: 0,
-    logFile,
-    version: '',
-  };
-  try {
-    await waitForPing(socket, () => pid, 'baleiad', 30_000);
-  } catch (err) {
-    throw new Error(`${(err as Error).message}\n--- ${logFile} ---\n${tail(logFile)}`);
-  }
-  engine.startupMs = Number(process.hrtime.bigint() - t0) / 1e6;
-  try {
-    const v = JSON.parse((await apiGet(socket, '/version')).body) as { Version?: string; ApiVersion?: string };
-    engine.version = `baleiad ${v.Version} (API ${v.ApiVersion})`;
-  } catch {
-    engine.version = 'baleiad ?';
-  }
-  return engine;
-}
-
-function tail(file: string, bytes = 2500): string {
-  try {
-    const s = readFileSync(file, 'utf8');
-    return s.slice(-bytes);
-  } catch {
-    return '(no log)';
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Memory
-
-function vmRssKb(pid: number): number {
-  try {
-    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) : 0;
-  } catch {
-    return 0;
-  }
-}
-
-const monitorComm = /^(conmon|containerd-shim|runc)/;
-
-/** RSS (kB) of a daemon and its descendants, leaving out per-container monitors and what runs under them. */
-function daemonRss(rootPid: number | undefined): { kb: number; parts: string[] } {
-  if (!rootPid || !alive(rootPid)) return { kb: 0, parts: [] };
-  const table = processTable();
-  const children = new Map<number, number[]>();
-  for (const [pid, p] of table) children.set(p.ppid, [...(children.get(p.ppid) ?? []), pid]);
-  const parts: string[] = [];
-  let kb = 0;
-  const visit = (pid: number) => {
-    const p = table.get(pid);
-    if (!p || monitorComm.test(p.comm)) return;
-    const rss = vmRssKb(pid);
-    kb += rss;
-    parts.push(`${p.comm} ${(rss / 1024).toFixed(1)}`);
-    for (const c of children.get(pid) ?? []) visit(c);
-  };
-  visit(rootPid);
-  return { kb, parts };
-}
 
 // ---------------------------------------------------------------------------------------------
 // Statistics and results
@@ -720,15 +182,6 @@ function series(op: string, client: ClientName, engine: EngineName): Series {
   return s;
 }
 
-function quantile(samples: number[], q: number): number {
-  const s = [...samples].sort((a, b) => a - b);
-  if (!s.length) return NaN;
-  if (q === 0.5) {
-    const mid = Math.floor(s.length / 2);
-    return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-  }
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))]!; // nearest rank
-}
 
 // ---------------------------------------------------------------------------------------------
 // Benchmarks
@@ -841,7 +294,6 @@ async function loadImages(tmp: string, engines: Engine[], clients: Record<Client
 // ---------------------------------------------------------------------------------------------
 // Report
 
-const fmtMs = (n: number) => (Number.isFinite(n) ? (n >= 100 ? n.toFixed(0) : n.toFixed(1)) : '—');
 
 function printReport(o: Options, engines: Engine[], memory: Array<[string, number, number, string]>): void {
   const out: string[] = [];
@@ -917,13 +369,13 @@ function printReport(o: Options, engines: Engine[], memory: Array<[string, numbe
 
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
-  verbose = o.verbose;
-  commandTimeoutMs = o.timeoutMs;
+  settings.verbose = o.verbose;
+  settings.commandTimeoutMs = o.timeoutMs;
   if (process.getuid?.() !== 0) throw new Error('run as root: both engines need it');
   if (!existsSync(dockerCli)) throw new Error(`${dockerCli} (the docker CLI) is missing`);
-  baseEnv = { ...process.env };
+  settings.baseEnv = { ...process.env };
   for (const k of ['DOCKER_HOST', 'DOCKER_CONTEXT', 'DOCKER_CONFIG', 'BALEIA_HOST', 'BALEIA_CONFIG', 'DOCKER_TLS_VERIFY', 'DOCKER_CERT_PATH'])
-    delete baseEnv[k];
+    delete settings.baseEnv[k];
 
   const tmp = mkdtempSync('/tmp/bb-');
   onCleanup('temp dir', () => {
@@ -982,7 +434,7 @@ async function main(): Promise<void> {
     const times = startup.map(() => [] as number[]);
     for (let i = 0; i < o.warmup + o.iterations; i++)
       for (const [k, [, cmd, args]] of startup.entries()) {
-        const r = await runCommand(cmd, args, baseEnv);
+        const r = await runCommand(cmd, args, settings.baseEnv);
         if (i >= o.warmup && r.code === 0) times[k]!.push(r.ms);
       }
     info.push(['client start-up, no daemon (median ms)', startup.map(([name], k) => `${name} ${fmtMs(quantile(times[k]!, 0.5))}`).join(', ')]);
@@ -1104,7 +556,7 @@ main().then(
     process.exit(failures.length ? 2 : 0);
   },
   (err: unknown) => {
-    process.stderr.write(`bench: ${verbose ? ((err as Error)?.stack ?? err) : ((err as Error)?.message ?? err)}\n`);
+    process.stderr.write(`bench: ${settings.verbose ? ((err as Error)?.stack ?? err) : ((err as Error)?.message ?? err)}\n`);
     runCleanups();
     process.exit(1);
   },
