@@ -31,7 +31,7 @@
  *       _manifests/tags/<tag>                    the digest the tag points at
  *       _referrers/sha256/<subject-hex>/<hex>    descriptor of a manifest whose subject is <subject>
  *     auth/token.key                             HMAC-SHA256 key of bearer tokens (0600, token mode)
- *     tls/registry.{crt,key}                     a `--tls-self-signed` certificate and its key
+ *     tls/ca/registry.crt, tls/registry.key      a `--tls-self-signed` certificate and its key
  *
  * A blob is visible only after it is hashed and renamed into content/ and then linked; an upload
  * is never visible. Garbage collection marks every revision of every repository and what it
@@ -49,6 +49,7 @@ export { addUser, checkUserName, defaultBcryptCost, Htpasswd } from './htpasswd.
 export { AccessPolicy, loadAccessRules, parseAccessRules, type AccessRule } from './access.js';
 export { RegistryGuard, type AuthMode } from './guard.js';
 export { TokenSigner, type TokenClaims } from './token.js';
+export { ensureSelfSignedCert, type SelfSignedCert } from './tls.js';
 export { searchRepositories, type SearchPage, type SearchResult } from './search.js';
 export { RegistryClient, registryHostOf, type RegistryClientOptions, type PullRequest, type PushRequest } from './client.js';
 export { decodeRegistryAuthHeader, parseChallenges, type RegistryAuth } from './auth.js';
