@@ -194,6 +194,11 @@ export class NetworkManager {
         if (rec) this.#sandboxes.set(rec.containerId, rec);
       }
       await this.#ensureBuiltins();
+      const def = [...this.#networks.values()].find((n) => n.builtin && n.Name === 'bridge')!;
+      const foreign = (await hostRoutes(true)).filter((r) => r.dev !== def.bridge && overlaps(r.cidr, parseCidr(def.subnet!)!));
+      if (foreign.length > 0) {
+        this.#log.warn('the default bridge subnet overlaps a host route: containers may not reach those hosts; configure another subnet', { subnet: def.subnet, dev: foreign[0]!.dev });
+      }
       for (const n of this.#networks.values()) {
         if (n.Driver !== 'bridge') continue;
         await this.#ensureBridge(n);
@@ -1011,25 +1016,28 @@ async function defaultRouteInterface(): Promise<string | undefined> {
 }
 
 /** The host's IPv4 routes other than the default one (auto-picked subnets avoid them). */
-async function hostRoutes(): Promise<Cidr[]> {
+async function hostRoutes(): Promise<Cidr[]>;
+async function hostRoutes(withDev: true): Promise<Array<{ cidr: Cidr; dev: string }>>;
+async function hostRoutes(withDev?: boolean): Promise<Cidr[] | Array<{ cidr: Cidr; dev: string }>> {
   const r = await run('ip', ['-j', '-4', 'route', 'show'], { allowFailure: true });
+  let routes: Array<{ dst?: string; dev?: string }> = [];
   try {
-    return (JSON.parse(r.stdout) as Array<{ dst?: string }>)
-      .map((x) => x.dst ?? '')
-      .filter((d) => d && d !== 'default')
-      .map((d) => (d.includes('/') ? d : `${d}/32`))
-      .map((d) => {
-        const [ip, len] = d.split('/');
-        const n = parseIp(ip!);
-        if (n === undefined) return undefined;
-        const prefix = Number(len);
-        const base = prefix === 0 ? 0 : (n & ((0xffffffff << (32 - prefix)) >>> 0)) >>> 0;
-        return { base, prefix };
-      })
-      .filter((c): c is Cidr => c !== undefined);
+    routes = JSON.parse(r.stdout) as Array<{ dst?: string; dev?: string }>;
   } catch {
-    return [];
+    routes = [];
   }
+  const out: Array<{ cidr: Cidr; dev: string }> = [];
+  for (const route of routes) {
+    const dst = route.dst ?? '';
+    if (!dst || dst === 'default') continue;
+    const [ip, len] = (dst.includes('/') ? dst : `${dst}/32`).split('/');
+    const n = parseIp(ip!);
+    if (n === undefined) continue;
+    const prefix = Number(len);
+    const base = prefix === 0 ? 0 : (n & ((0xffffffff << (32 - prefix)) >>> 0)) >>> 0;
+    out.push({ cidr: { base, prefix }, dev: route.dev ?? '' });
+  }
+  return withDev ? out : out.map((x) => x.cidr);
 }
 
 async function hostResolvers(): Promise<string[]> {
