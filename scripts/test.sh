@@ -9,6 +9,7 @@ missing=()
 command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
 command -v podman >/dev/null 2>&1 || missing+=(podman)
 [ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
