@@ -29,7 +29,12 @@ export async function startHub(
   } = {},
 ): Promise<TestHub> {
   const dir = await tempDir('hub');
-  t.after(() => fs.rm(dir, { recursive: true, force: true }));
+  let hub: RunningHub | undefined;
+  // One hook, so the server is closed before its root goes (hooks run in registration order).
+  t.after(async () => {
+    await hub?.close();
+    await fs.rm(dir, { recursive: true, force: true });
+  });
   const root = path.join(dir, 'root');
   let auth: HubAuthOptions | undefined;
   if (options.users) {
@@ -43,8 +48,7 @@ export async function startHub(
     }
     auth = { mode: 'token', htpasswd, accessFile, ...options.auth };
   }
-  const hub = await serveHub({ ...options, root, auth, host: '127.0.0.1', port: 0 });
-  t.after(() => hub.close());
+  hub = await serveHub({ ...options, root, auth, host: '127.0.0.1', port: 0 });
   return { ...hub, root, dir, url: `${hub.scheme}://${hub.address}`, request: (method, pathname, opts) => request(hub.port, method, pathname, opts) };
 }
 
