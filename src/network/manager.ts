@@ -102,6 +102,8 @@ interface NetworkRecord {
   Options: Record<string, string>;
   Labels: Record<string, string>;
   bridge?: string;
+  /** False when -o com.docker.network.bridge.name named a bridge that existed: it is not ours to delete. */
+  ownsBridge?: boolean;
   parent?: string;
 }
 
@@ -201,7 +203,14 @@ export class NetworkManager {
       }
       for (const n of this.#networks.values()) {
         if (n.Driver !== 'bridge') continue;
-        await this.#ensureBridge(n);
+        try {
+          await this.#ensureBridge(n);
+        } catch (err) {
+          // One broken user network must not keep the daemon down; the default bridge must work.
+          if (n.builtin) throw err;
+          this.#log.error('cannot restore the bridge of a network', { network: n.Id, name: n.Name, err: describeError(err) });
+          continue;
+        }
         if (!n.builtin) await this.#startDns(n);
       }
       await this.#applyFirewall({ checkJumps: true });
@@ -264,7 +273,7 @@ export class NetworkManager {
       for (const id of [...this.#sandboxes.keys()]) await this.#teardownSandbox(id).catch((err) => this.#log.warn('teardown sandbox', { err }));
       for (const s of this.#dns.values()) await s.stop();
       this.#dns.clear();
-      for (const n of this.#networks.values()) if (n.bridge) await deleteLink(n.bridge);
+      for (const n of this.#networks.values()) if (n.bridge && n.ownsBridge !== false) await deleteLink(n.bridge);
       await this.#fw.destroy();
       await fs.rm(path.join(this.#o.root, 'networks'), { recursive: true, force: true });
       this.#networks.clear();
@@ -352,10 +361,6 @@ export class NetworkManager {
         rec.bridge = bridge;
         await this.#cni.check('bridge');
         await this.#cni.check('static');
-        const made = await this.#ensureBridge(rec);
-        if (made) owner.defer(() => deleteLink(bridge));
-        await this.#startDns(rec, { strict: true });
-        owner.defer(() => this.#stopDns(rec.Id));
       } else {
         const parent = options['parent'] || (await defaultRouteInterface());
         if (!parent) throw invalidArgument(`Cannot create ${driver} network "${name}": no default route, give the parent interface with -o parent=IFACE`);
@@ -366,10 +371,22 @@ export class NetworkManager {
         await this.#cni.check(driver);
         await this.#cni.check('static');
       }
+      // The record comes first: a crash after it leaves a network that init() completes (bridge,
+      // DNS, rules), never a bridge nobody knows.
       await writeJsonAtomic(path.join(this.#dir.networks, `${id}.json`), rec);
       owner.defer(() => fs.rm(path.join(this.#dir.networks, `${id}.json`), { force: true }));
       this.#networks.set(id, rec);
       owner.defer(() => this.#networks.delete(id));
+      if (rec.bridge) {
+        const made = await this.#ensureBridge(rec);
+        if (made) owner.defer(() => deleteLink(rec.bridge!));
+        if (!made) {
+          rec.ownsBridge = false;
+          await writeJsonAtomic(path.join(this.#dir.networks, `${id}.json`), rec);
+        }
+        await this.#startDns(rec, { strict: true });
+        owner.defer(() => this.#stopDns(rec.Id));
+      }
       await this.#applyFirewall();
       owner.release();
     } catch (err) {
@@ -440,7 +457,7 @@ export class NetworkManager {
     await this.#stopDns(n.Id);
     this.#networks.delete(n.Id);
     await this.#applyFirewall();
-    if (n.bridge) await deleteLink(n.bridge);
+    if (n.bridge && n.ownsBridge !== false) await deleteLink(n.bridge);
     await fs.rm(path.join(this.#dir.networks, `${n.Id}.json`), { force: true });
     this.#log.info('network removed', { network: n.Id, name: n.Name });
   }
