@@ -500,6 +500,64 @@ test('a missing CNI plugin fails the connect clearly and leaves the sandbox clea
   }),
 );
 
+test('parallel connects get distinct addresses and a container on two networks resolves names of both', { skip }, () =>
+  withEnv(async (env) => {
+    const { nm } = env;
+    await nm.create({ Name: 'front', IPAM: { Config: [{ Subnet: `${net10(170)}.0/24` }] } });
+    await nm.create({ Name: 'back', IPAM: { Config: [{ Subnet: `${net10(171)}.0/24` }] } });
+    const ids = Array.from({ length: 8 }, cid);
+    await Promise.all(ids.map((id) => nm.createSandbox(id)));
+    const eps = await Promise.all(ids.map((id, i) => nm.connect(id, 'front', { name: `c${i}`, hostname: `c${i}` })));
+    assert.equal(new Set(eps.map((e) => e.IPAddress)).size, ids.length);
+    const db = cid();
+    await nm.createSandbox(db);
+    const dbEp = await nm.connect(db, 'back', { name: 'db', hostname: 'db' });
+    const bridgeNs = nm.sandboxPath(ids[0]!)!;
+    const dns = nm.dnsServerFor(ids[0]!)!;
+    assert.deepEqual(await nslookup(bridgeNs, 'db', dns), [], 'db is on another network');
+    const backEp = await nm.connect(ids[0]!, 'back', { name: 'c0', hostname: 'c0' });
+    assert.equal((await nsRun(bridgeNs, ['ip', '-o', 'link', 'show', 'eth1'])).code, 0);
+    assert.deepEqual(await nslookup(bridgeNs, 'db', dns), [dbEp.IPAddress], 'names of every network the asker is on');
+    assert.deepEqual(await nslookup(bridgeNs, 'c3', dns), [eps[3]!.IPAddress]);
+    assert.deepEqual(Object.keys(nm.endpoints(ids[0]!)).sort(), ['back', 'front']);
+    assert.equal(backEp.IPAddress, `${net10(171)}.3`);
+  }),
+);
+
+test('a container reaches a published port of another through the gateway, and init restores a lost bridge', { skip }, () =>
+  withEnv(async (env) => {
+    const { nm, options } = env;
+    await nm.create({ Name: 'app', IPAM: { Config: [{ Subnet: `${net10(180)}.0/24` }] } });
+    const web = cid();
+    const client = cid();
+    const webNs = await nm.createSandbox(web);
+    const clientNs = await nm.createSandbox(client);
+    await nm.connect(web, 'app', { name: 'web', hostname: 'web' });
+    const cep = await nm.connect(client, 'app', { name: 'client', hostname: 'client' });
+    await httpd(env, webNs, 'via gateway');
+    const ports = await nm.publish(web, { '80/tcp': [{ HostPort: '' }] }, {});
+    const port = ports['80/tcp']![0]!.HostPort;
+    assert.equal(await wget(clientNs, `http://${cep.Gateway}:${port}/`), 'via gateway');
+    assert.equal(await wget(webNs, `http://${cep.Gateway}:${port}/`), 'via gateway', 'hairpin: its own published port');
+
+    // The daemon stops; someone deletes the network's bridge (the veths go with it); init makes
+    // the bridge again, plumbs the recorded endpoints once more, and the embedded DNS answers.
+    await nm.shutdown();
+    const bridge = (await run('ip', ['-o', 'link', 'show', 'type', 'bridge'])).stdout.split('\n').map((l) => /^\d+: ([^:@]+)/.exec(l)?.[1]).find((n) => n && n.startsWith(`bt${tag}`) && n !== `bt${tag}d0`)!;
+    await run('ip', ['link', 'del', bridge]);
+    const nm2 = new NetworkManager(options);
+    env.nm = nm2;
+    await nm2.init();
+    assert.equal((await run('ip', ['link', 'show', bridge], { allowFailure: true })).code, 0, 'the bridge is back');
+    await nm2.reconcile(new Set([web, client]));
+    assert.deepEqual(await nslookup(clientNs, 'web', nm2.dnsServerFor(client)!), [`${net10(180)}.2`]);
+    assert.equal(await wget(clientNs, `http://${net10(180)}.2/`), 'via gateway');
+    assert.equal(await wget(clientNs, `http://${cep.Gateway}:${port}/`), 'via gateway');
+    const again = await nm2.connect(cid(), 'app', { name: 'x', hostname: 'x' }).catch((err: unknown) => err);
+    assert.ok(again instanceof BaleiaError && again.kind === 'NotFound', 'no sandbox, no endpoint');
+  }),
+);
+
 for (const driver of ['macvlan', 'ipvlan'] as const) {
   test(`two sandboxes on a ${driver} network over a veth parent talk to each other`, { skip }, (t) =>
     withEnv(async (env) => {

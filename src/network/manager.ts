@@ -204,7 +204,9 @@ export class NetworkManager {
       for (const n of this.#networks.values()) {
         if (n.Driver !== 'bridge') continue;
         try {
-          await this.#ensureBridge(n);
+          // A bridge made again (deleted by hand, or the host rebooted with records kept) lost its
+          // veths: plumb the recorded endpoints whose netns still exists once more.
+          if (await this.#ensureBridge(n)) await this.#replumb(n);
         } catch (err) {
           // One broken user network must not keep the daemon down; the default bridge must work.
           if (n.builtin) throw err;
@@ -708,6 +710,19 @@ export class NetworkManager {
   }
 
   // ---------------------------------------------------------------- internals
+
+  async #replumb(n: NetworkRecord): Promise<void> {
+    for (const { sb, ep } of this.#members(n.Id)) {
+      if (ep.state !== 'ready' || !(await exists(sb.netns))) continue;
+      await this.#cniDel(sb, ep);
+      try {
+        await this.#cni.exec({ command: 'ADD', containerId: sb.containerId, netns: sb.netns, ifname: ep.ifname, config: this.#cniConfig(n, ep) });
+        this.#log.info('endpoint plumbed again', { container: sb.containerId, network: n.Id });
+      } catch (err) {
+        this.#log.error('cannot plumb an endpoint again', { container: sb.containerId, network: n.Id, err: describeError(err) });
+      }
+    }
+  }
 
   async #cniDel(sb: SandboxRecord, ep: EndpointRecord): Promise<void> {
     const n = this.#networks.get(ep.networkId);
