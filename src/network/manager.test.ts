@@ -17,7 +17,18 @@ import { BaleiaError, describeError, run } from '../lib/index.js';
 import { NetworkManager, type NetworkManagerOptions } from './index.js';
 
 const tag = randomBytes(3).toString('hex'); // unique per run: bridge names, chains, subnets
-const octet = 200 + (randomBytes(1)[0]! % 50);
+/** A 10.<octet>.0.0/16 no route of the host touches (another run, a leftover of a killed one). */
+async function freeOctet(): Promise<number> {
+  const routes = (await run('ip', ['-4', 'route', 'show', 'table', 'all'], { allowFailure: true })).stdout;
+  const used = new Set([...routes.matchAll(/\b10\.(\d+)\./g)].map((m) => Number(m[1])));
+  const start = randomBytes(1)[0]! % 50;
+  for (let i = 0; i < 50; i++) {
+    const o = 200 + ((start + i) % 50);
+    if (!used.has(o)) return o;
+  }
+  return 200 + start;
+}
+const octet = await freeOctet();
 const net10 = (third: number) => `10.${octet}.${third}`;
 const prefix = `BT${tag}`;
 
