@@ -172,6 +172,8 @@ interface Live {
   /** The runtime has state for this container (created and not yet deleted). */
   inRuntime?: boolean;
   rotator?: LogRotator;
+  /** A policy restart under way (stop waits for it, then stops what it started). */
+  restarting?: Promise<void>;
 }
 
 export interface ContainerManagerOptions {
@@ -777,9 +779,10 @@ export class ContainerManager {
       live.restartTimer = undefined;
       if (record.ManuallyStopped || !this.#live.has(record.Id)) return;
       record.RestartCount++;
-      void this.#locked(live, () => this.#start(live))
+      live.restarting = this.#locked(live, () => this.#start(live))
         .then(() => this.#emit(record, 'restart'))
-        .catch((err) => this.#log.warn('Restart failed', { container: record.Id, err: describeError(err) }));
+        .catch((err) => this.#log.warn('Restart failed', { container: record.Id, err: describeError(err) }))
+        .finally(() => (live.restarting = undefined));
     }, delayMs);
   }
 
@@ -797,6 +800,10 @@ export class ContainerManager {
   async stop(idOrName: string, options: { timeout?: number; signal?: string } = {}): Promise<void> {
     const live = this.#find(idOrName);
     const { record } = live;
+    if (live.restarting) {
+      record.ManuallyStopped = true;
+      await live.restarting;
+    }
     if (live.restartTimer) {
       clearTimeout(live.restartTimer);
       live.restartTimer = undefined;
