@@ -79,15 +79,24 @@ async function withEnv(body: (env: Env) => Promise<void>): Promise<void> {
   } catch (err) {
     failure = err;
   }
+  // The host ends of the veths on our bridges: after the teardown none of them may exist.
+  const veths = await bridgePorts();
   for (const p of env.procs) p.kill('SIGKILL');
   for (const c of env.cleanups.reverse()) await c().catch(() => {});
   await env.nm.shutdown().catch(() => {});
   await new NetworkManager(options).teardown().catch(() => {});
   await env.nm.teardown().catch(() => {});
   const leftovers = await leftoversOf(dir);
+  const links = (await run('ip', ['-o', 'link', 'show'])).stdout;
+  for (const v of veths) if (new RegExp(`^\\d+: ${v}[@:]`, 'm').test(links)) leftovers.push(`veth ${v}`);
   await fs.rm(dir, { recursive: true, force: true });
   if (failure) throw failure;
   assert.deepEqual(leftovers, [], 'nothing of the test is left in the kernel');
+}
+
+async function bridgePorts(): Promise<string[]> {
+  const links = (await run('ip', ['-o', 'link', 'show'])).stdout;
+  return [...links.matchAll(new RegExp(`^\\d+: ([^:@]+)[@:].* master bt${tag}`, 'gm'))].map((m) => m[1]!);
 }
 
 async function leftoversOf(dir: string): Promise<string[]> {
