@@ -215,6 +215,26 @@ export class ImageStore {
   }
 
   /**
+   * Unpacks one layer blob already in the content store as snapshot `chainId`, checking it
+   * against `diffId` — so a pull can extract a layer while the others still download;
+   * `createImage` then finds it in place.
+   */
+  async unpackLayer(opts: { digest: string; diffId: string; chainId: string; signal?: AbortSignal }): Promise<void> {
+    if (await this.#snapshots.hasLayer(opts.chainId)) return;
+    try {
+      await this.#snapshots.applyLayer(opts.chainId, decompressIfNeeded(this.#content.createReadStream(opts.digest), { signal: opts.signal }), {
+        signal: opts.signal,
+        expectedDiffId: opts.diffId,
+      });
+    } catch (err) {
+      if (err instanceof BaleiaError && err.kind === 'InvalidArgument') {
+        throw invalidArgument(`Cannot unpack layer "${opts.diffId}": ${err.message}`, { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  /**
    * Creates an image from a config and layer blobs already in the content store (a pull, a
    * build step, a commit). Layers are unpacked and checked against the config's diff_ids.
    */
@@ -743,7 +763,12 @@ export class ImageStore {
     work: string,
     signal?: AbortSignal,
   ): Promise<{ size: number; tarSize: number }> {
-    if (!(await this.#snapshots.hasLayer(chainId))) await this.#note(intent, work, { layers: [chainId] });
+    if (await this.#snapshots.hasLayer(chainId)) {
+      // Unpacked already (by an earlier image, or by a pull while it downloaded) and verified
+      // against this very diff ID then: no need to read the blob again.
+      const info = await this.#snapshots.layerInfo(chainId).catch(() => undefined);
+      if (info?.diffId === diffId) return { size: info.size, tarSize: info.tarSize };
+    } else await this.#note(intent, work, { layers: [chainId] });
     try {
       const info = await this.#snapshots.applyLayer(chainId, decompressIfNeeded(open(), { signal }), { signal, expectedDiffId: diffId });
       return { size: info.size, tarSize: info.tarSize };

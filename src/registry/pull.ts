@@ -9,7 +9,7 @@ import http from 'node:http';
 import { Readable } from 'node:stream';
 import { BaleiaError, describeError, isKind } from '../lib/index.js';
 import { sha256Digest, type ContentStore } from '../content/index.js';
-import { familiarRepository, formatFamiliar, goArch, type ImageRecord, type ImageStore, type Reference } from '../image/index.js';
+import { chainIds, familiarRepository, formatFamiliar, goArch, type ImageRecord, type ImageStore, type Reference } from '../image/index.js';
 import { repositoryScope } from './auth.js';
 import { mediaTypes } from './manifests.js';
 import { paths } from './routes.js';
@@ -311,6 +311,9 @@ export async function pullImage(session: Session, ref: Reference, opts: PullOpti
       toFetch.push(l);
     }
   }
+  const diffIds = ((JSON.parse(configBytes.toString('utf8')) as { rootfs?: { diff_ids?: string[] } }).rootfs?.diff_ids ?? []);
+  const chains = diffIds.length === layerDescs.length ? chainIds(diffIds) : [];
+  const extracted = new Set<string>();
   const concurrency = 3;
   for (const l of toFetch.slice(concurrency)) emit({ status: 'Waiting', id: l.id, progressDetail: {} });
 
@@ -332,6 +335,14 @@ export async function pullImage(session: Session, ref: Reference, opts: PullOpti
     });
     if (lastBytes !== l.desc.size) emit({ status: 'Verifying Checksum', id: l.id, progressDetail: {} });
     emit({ status: 'Download complete', id: l.id, progressDetail: {} });
+    // Extract now, while the other layers still download (layers unpack independently).
+    const index = layerDescs.indexOf(l.desc);
+    if (!existing && index >= 0 && diffIds[index]) {
+      emit({ status: 'Extracting', id: l.id, progressDetail: { current: 0, total: l.desc.size } });
+      await images.unpackLayer({ digest: l.desc.digest, diffId: diffIds[index]!, chainId: chains[index]!, signal: layerSignal });
+      extracted.add(l.desc.digest);
+      emit({ status: 'Pull complete', id: l.id, progressDetail: {} });
+    }
   }, signal);
 
   for (const d of [configDesc, ...layerDescs]) opts.sources?.remember(session.endpoint.host, ref.path, d.digest);
@@ -355,8 +366,8 @@ export async function pullImage(session: Session, ref: Reference, opts: PullOpti
       if (isKind(err, 'InvalidArgument')) throw new BaleiaError('InvalidArgument', `Cannot pull "${shown}": ${describeError(err)}`, { cause: err });
       throw err;
     }
-    // createImage unpacks every layer in one go: the per-layer messages follow it.
-    for (const l of toFetch) {
+    // Layers not extracted while downloading were unpacked by createImage.
+    for (const l of toFetch.filter((x) => !extracted.has(x.desc.digest))) {
       emit({ status: 'Extracting', id: l.id, progressDetail: { current: l.desc.size, total: l.desc.size }, progress: progressBar(l.desc.size, l.desc.size) });
       emit({ status: 'Pull complete', id: l.id, progressDetail: {} });
     }
