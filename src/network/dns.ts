@@ -14,6 +14,7 @@ import type { Logger } from '../lib/index.js';
 
 export const TYPE_A = 1;
 export const TYPE_AAAA = 28;
+export const TYPE_PTR = 12;
 export const RCODE_NOERROR = 0;
 export const RCODE_SERVFAIL = 2;
 export const RCODE_NXDOMAIN = 3;
@@ -111,6 +112,20 @@ export function encodeResponse(query: Buffer, parsed: DnsQuery, rcode: number, a
   return Buffer.concat([header, question, ...answers]);
 }
 
+/** A response to `query` with one PTR record naming `target` (reverse lookups of endpoints). */
+export function encodePtrResponse(query: Buffer, parsed: DnsQuery, target: string, ttl = 600): Buffer {
+  const head = encodeResponse(query, parsed, RCODE_NOERROR);
+  head.writeUInt16BE(1, 6);
+  const rdata = encodeName(target);
+  const rr = Buffer.alloc(12);
+  rr.writeUInt16BE(0xc00c, 0);
+  rr.writeUInt16BE(TYPE_PTR, 2);
+  rr.writeUInt16BE(1, 4);
+  rr.writeUInt32BE(ttl, 6);
+  rr.writeUInt16BE(rdata.length, 10);
+  return Buffer.concat([head, rr, rdata]);
+}
+
 /** The rcode and A addresses of a response (tests). */
 export function decodeResponse(buf: Buffer): { id: number; rcode: number; addresses: string[] } {
   const q = decodeQuery(buf);
@@ -128,6 +143,8 @@ export function decodeResponse(buf: Buffer): { id: number; rcode: number; addres
 }
 
 export type Resolve = (name: string, clientIp: string) => string[] | undefined;
+/** The name of the endpoint with address `ip` as `clientIp` may see it, or undefined. */
+export type ResolveAddress = (ip: string, clientIp: string) => string | undefined;
 
 export interface Upstream {
   host: string;
@@ -160,15 +177,17 @@ export async function forward(query: Buffer, upstreams: Upstream[], timeoutMs = 
 export class DnsServer {
   readonly #address: string;
   readonly #resolve: Resolve;
+  readonly #reverse?: ResolveAddress;
   readonly #upstreams: () => Upstream[];
   readonly #logger?: Logger;
   #udp?: dgram.Socket;
   #tcp?: net.Server;
   readonly #sockets = new Set<net.Socket>();
 
-  constructor(options: { address: string; resolve: Resolve; upstreams: () => Upstream[]; logger?: Logger }) {
+  constructor(options: { address: string; resolve: Resolve; reverse?: ResolveAddress; upstreams: () => Upstream[]; logger?: Logger }) {
     this.#address = options.address;
     this.#resolve = options.resolve;
+    this.#reverse = options.reverse;
     this.#upstreams = options.upstreams;
     this.#logger = options.logger;
   }
@@ -260,7 +279,13 @@ export class DnsServer {
     const q = parsed.questions[0];
     if (!q || parsed.questions.length !== 1) return encodeResponse(msg, parsed, 4 /* NOTIMP */);
     const name = q.name.replace(/\.$/, '').toLowerCase();
-    const known = this.#resolve(name, clientIp.replace(/^::ffff:/, ''));
+    const client = clientIp.replace(/^::ffff:/, '');
+    const arpa = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\.in-addr\.arpa$/.exec(name);
+    if (arpa && q.type === TYPE_PTR && this.#reverse) {
+      const target = this.#reverse([arpa[4], arpa[3], arpa[2], arpa[1]].join('.'), client);
+      if (target) return encodePtrResponse(msg, parsed, target);
+    }
+    const known = this.#resolve(name, client);
     if (known) return encodeResponse(msg, parsed, RCODE_NOERROR, q.type === TYPE_A ? known : []);
     const upstream = await forward(msg, this.#upstreams());
     return upstream ?? encodeResponse(msg, parsed, RCODE_SERVFAIL);

@@ -281,7 +281,10 @@ test('two sandboxes on a user network talk by address and by name through the em
     assert.deepEqual(await nslookup(clientNs, 'WWW', dns!), [ep.IPAddress]);
     assert.deepEqual(await nslookup(clientNs, web.slice(0, 12), dns!), [ep.IPAddress]);
     assert.deepEqual(await nslookup(clientNs, 'client', dns!), [cep.IPAddress]);
+    assert.deepEqual(await nslookup(clientNs, 'web.app', dns!), [ep.IPAddress], '<name>.<network>');
     assert.deepEqual(await nslookup(clientNs, 'nosuchname', dns!), [], 'unknown names are forwarded; the dead upstream makes it fail');
+    const ptr = await nsRun(clientNs, ['/bin/busybox', 'nslookup', ep.IPAddress, dns!], { allowFailure: true });
+    assert.match(ptr.stdout, /name = web\.app/);
 
     await assert.rejects(nm.connect(client, 'app', { name: 'client', hostname: 'client' }), assertKind('Forbidden'));
     await nm.disconnect(web, 'app');

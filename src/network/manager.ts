@@ -937,6 +937,7 @@ export class NetworkManager {
     const server = new DnsServer({
       address: n.gateway!,
       resolve: (name, clientIp) => this.#resolveName(n.Id, name, clientIp),
+      reverse: (ip, clientIp) => this.#resolveAddress(n.Id, ip, clientIp),
       upstreams: () => this.#upstreams,
       logger: this.#log,
     });
@@ -960,15 +961,41 @@ export class NetworkManager {
    * network the asking container is on, the network the query came in on first.
    */
   #resolveName(networkId: string, name: string, clientIp: string): string[] | undefined {
-    const asker = this.#members(networkId).find(({ ep }) => ep.ip === clientIp)?.sb;
-    const networks = [networkId, ...(asker?.endpoints.map((e) => e.networkId).filter((id) => id !== networkId && this.#dns.has(id)) ?? [])];
+    const networks = this.#visibleNetworks(networkId, clientIp);
+    // `<name>.<network>` names one network explicitly, as Docker's resolver allows.
     for (const id of networks) {
-      const ips = this.#members(id)
-        .filter(({ sb, ep }) => ep.state === 'ready' && (ep.name.toLowerCase() === name || ep.aliases.some((a) => a.toLowerCase() === name) || shortId(sb.containerId) === name || sb.containerId === name))
-        .map(({ ep }) => ep.ip);
+      const suffix = `.${this.#networks.get(id)!.Name.toLowerCase()}`;
+      if (name.endsWith(suffix)) {
+        const ips = this.#namesOn(id, name.slice(0, -suffix.length));
+        if (ips.length > 0) return ips;
+      }
+    }
+    for (const id of networks) {
+      const ips = this.#namesOn(id, name);
       if (ips.length > 0) return ips;
     }
     return undefined;
+  }
+
+  /** The network a query came in on first, then the asking container's other DNS networks. */
+  #visibleNetworks(networkId: string, clientIp: string): string[] {
+    const asker = this.#members(networkId).find(({ ep }) => ep.ip === clientIp)?.sb;
+    return [networkId, ...(asker?.endpoints.map((e) => e.networkId).filter((id) => id !== networkId && this.#dns.has(id)) ?? [])];
+  }
+
+  /** PTR answers: `<name>.<network>` of the endpoint with that address, as Docker answers. */
+  #resolveAddress(networkId: string, ip: string, clientIp: string): string | undefined {
+    for (const id of this.#visibleNetworks(networkId, clientIp)) {
+      const hit = this.#members(id).find(({ ep }) => ep.state === 'ready' && ep.ip === ip);
+      if (hit) return `${hit.ep.name}.${this.#networks.get(id)!.Name}`;
+    }
+    return undefined;
+  }
+
+  #namesOn(id: string, name: string): string[] {
+    return this.#members(id)
+      .filter(({ sb, ep }) => ep.state === 'ready' && (ep.name.toLowerCase() === name || ep.aliases.some((a) => a.toLowerCase() === name) || shortId(sb.containerId) === name || sb.containerId === name))
+      .map(({ ep }) => ep.ip);
   }
 
   #firewallState(): FirewallState {
