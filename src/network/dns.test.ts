@@ -80,6 +80,17 @@ test('the server answers known names over UDP and TCP and forwards the rest to a
   }
 });
 
+test('without upstreams (an internal network) unknown names are refused, not forwarded', async () => {
+  const server = new DnsServer({ address: '127.0.0.1', resolve: (n) => (n === 'db' ? ['10.9.0.3'] : undefined), upstreams: () => [] });
+  try {
+    await server.start(0);
+    assert.equal(decodeResponse(await udpAsk(server.port, encodeQuery(6, 'elsewhere.test'))).rcode, 5);
+    assert.deepEqual(decodeResponse(await udpAsk(server.port, encodeQuery(7, 'db'))).addresses, ['10.9.0.3']);
+  } finally {
+    await server.stop();
+  }
+});
+
 test('an unreachable upstream gives SERVFAIL', async () => {
   const server = new DnsServer({ address: '127.0.0.1', resolve: () => undefined, upstreams: () => [{ host: '127.0.0.1', port: 9 }] });
   try {

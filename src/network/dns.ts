@@ -18,6 +18,7 @@ export const TYPE_PTR = 12;
 export const RCODE_NOERROR = 0;
 export const RCODE_SERVFAIL = 2;
 export const RCODE_NXDOMAIN = 3;
+export const RCODE_REFUSED = 5;
 
 export interface DnsQuestion {
   name: string;
@@ -287,7 +288,9 @@ export class DnsServer {
     }
     const known = this.#resolve(name, client);
     if (known) return encodeResponse(msg, parsed, RCODE_NOERROR, q.type === TYPE_A ? known : []);
-    const upstream = await forward(msg, this.#upstreams());
+    const upstreams = this.#upstreams();
+    if (upstreams.length === 0) return encodeResponse(msg, parsed, RCODE_REFUSED);
+    const upstream = await forward(msg, upstreams);
     return upstream ?? encodeResponse(msg, parsed, RCODE_SERVFAIL);
   }
 

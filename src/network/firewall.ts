@@ -18,6 +18,8 @@ export interface FirewallNetwork {
   subnet: string;
   internal: boolean;
   masquerade: boolean;
+  /** Inter-container traffic on the bridge (`com.docker.network.bridge.enable_icc`); default true. */
+  icc?: boolean;
 }
 
 export interface FirewallPort {
@@ -53,7 +55,7 @@ export function renderRules(prefix: string, state: FirewallState): string {
       filter.push(`-A ${c.forward} -d ${p.containerIp}/32 ! -i ${b} -o ${b} -p ${p.proto} -m ${p.proto} --dport ${p.containerPort} -j ACCEPT`);
     }
     if (!n.internal) filter.push(`-A ${c.forward} -i ${b} ! -o ${b} -j ACCEPT`);
-    filter.push(`-A ${c.forward} -i ${b} -o ${b} -j ACCEPT`);
+    filter.push(`-A ${c.forward} -i ${b} -o ${b} -j ${n.icc === false ? 'DROP' : 'ACCEPT'}`);
   }
   filter.push('COMMIT');
 

@@ -938,7 +938,8 @@ export class NetworkManager {
       address: n.gateway!,
       resolve: (name, clientIp) => this.#resolveName(n.Id, name, clientIp),
       reverse: (ip, clientIp) => this.#resolveAddress(n.Id, ip, clientIp),
-      upstreams: () => this.#upstreams,
+      // An internal network has no way out, and DNS must not become one.
+      upstreams: () => (n.Internal ? [] : this.#upstreams),
       logger: this.#log,
     });
     try {
@@ -1002,7 +1003,13 @@ export class NetworkManager {
     const state: FirewallState = { networks: [], ports: [] };
     for (const n of this.#networks.values()) {
       if (n.Driver !== 'bridge' || !n.bridge) continue;
-      state.networks.push({ bridge: n.bridge, subnet: n.subnet!, internal: n.Internal, masquerade: n.Options[OPT_MASQ] !== 'false' });
+      state.networks.push({
+        bridge: n.bridge,
+        subnet: n.subnet!,
+        internal: n.Internal,
+        masquerade: n.Options[OPT_MASQ] !== 'false',
+        icc: n.Options['com.docker.network.bridge.enable_icc'] !== 'false',
+      });
     }
     for (const sb of this.#sandboxes.values()) {
       for (const p of sb.ports) {
