@@ -5,6 +5,7 @@
  *
  *   baleia daemon [--root /var/lib/baleia] [--exec-root /run/baleia] [-H unix:///run/baleia/baleia.sock] [--log-level info]
  *                 [--insecure-registry host:port|CIDR]... [--registry-mirror [registry=]URL]...
+ *                 [--bridge-name baleia0] [--bridge-subnet 10.210.0.0/16] [--default-address-pool CIDR]...
  */
 import { promises as fs } from 'node:fs';
 import net from 'node:net';
@@ -16,6 +17,7 @@ import { ImageStore } from './image/index.js';
 import { Runtime, detectCgroups } from './runtime/index.js';
 import { VolumeStore } from './volume/index.js';
 import { RegistryClient } from './registry/index.js';
+import { NetworkManager } from './network/index.js';
 import { Engine } from './engine/index.js';
 import { createApiServer } from './api/index.js';
 
@@ -28,6 +30,14 @@ export interface DaemonConfig {
   insecureRegistries: string[];
   /** Registry host → mirror URLs, for any registry (`docker.io` for Docker Hub). */
   mirrors: Record<string, string[]>;
+  /** The default `bridge` network: its Linux bridge and subnet (not Docker's 172.17.0.0/16). */
+  bridgeName: string;
+  bridgeSubnet: string;
+  /** Pools user networks take a /24 from. */
+  addressPools: string[];
+  /** Prefix of baleia's iptables chains and of user networks' bridge names (one per daemon). */
+  chainPrefix: string;
+  bridgePrefix: string;
 }
 
 export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): DaemonConfig {
@@ -38,6 +48,11 @@ export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv = process
     logLevel: 'info',
     insecureRegistries: [],
     mirrors: {},
+    bridgeName: 'baleia0',
+    bridgeSubnet: '10.210.0.0/16',
+    addressPools: [],
+    chainPrefix: 'BALEIA',
+    bridgePrefix: 'br-',
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -79,6 +94,22 @@ export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv = process
         (config.mirrors[registry] ??= []).push(url);
         break;
       }
+      case '--bridge-name':
+        config.bridgeName = value();
+        break;
+      case '--bridge-subnet':
+      case '--bip':
+        config.bridgeSubnet = value();
+        break;
+      case '--default-address-pool':
+        config.addressPools.push(value().replace(/^base=/, '').split(',')[0]!);
+        break;
+      case '--iptables-chain-prefix':
+        config.chainPrefix = value();
+        break;
+      case '--bridge-prefix':
+        config.bridgePrefix = value();
+        break;
       case '-D':
       case '--debug':
         config.logLevel = 'debug';
@@ -118,6 +149,16 @@ export async function main(argv: string[]): Promise<void> {
   await images.init();
   const volumes = new VolumeStore({ root: config.root, logger: logger.child({ module: 'volumes' }) });
   await volumes.init();
+  const network = new NetworkManager({
+    root: config.root,
+    execRoot: config.execRoot,
+    logger: logger.child({ module: 'network' }),
+    defaultBridge: { name: config.bridgeName, subnet: config.bridgeSubnet },
+    addressPools: config.addressPools.length ? config.addressPools : ['10.211.0.0/16'],
+    chainPrefix: config.chainPrefix,
+    bridgePrefix: config.bridgePrefix,
+  });
+  await network.init();
   const runtime = new Runtime({ execRoot: config.execRoot, logger: logger.child({ module: 'runtime' }) });
   await runtime.init();
   const registry = new RegistryClient({
@@ -133,6 +174,7 @@ export async function main(argv: string[]): Promise<void> {
     snapshots,
     images,
     volumes,
+    network,
     registry,
     runtime,
     logger,
@@ -163,6 +205,7 @@ export async function main(argv: string[]): Promise<void> {
     process.once('SIGINT', () => stop('SIGINT'));
   });
   await engine.shutdown();
+  await network.shutdown();
   await fs.rm(socketPath, { force: true });
   await fs.rm(path.join(config.root, 'baleiad.pid'), { force: true });
 }

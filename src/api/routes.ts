@@ -511,39 +511,26 @@ route('DELETE', `/images/${name}`, async (ctx) =>
 
 // ------------------------------------------------------------------ networks, volumes, plugins (built-ins until their issues land)
 
-const builtinNetworks = [
-  { Name: 'bridge', Driver: 'bridge' },
-  { Name: 'host', Driver: 'host' },
-  { Name: 'none', Driver: 'null' },
-].map((n, i) => ({
-  Name: n.Name,
-  Id: `${String(i + 1).repeat(64)}`,
-  Created: new Date(0).toISOString(),
-  Scope: 'local',
-  Driver: n.Driver,
-  EnableIPv6: false,
-  IPAM: { Driver: 'default', Options: null, Config: [] },
-  Internal: false,
-  Attachable: false,
-  Ingress: false,
-  ConfigFrom: { Network: '' },
-  ConfigOnly: false,
-  Containers: {},
-  Options: {},
-  Labels: {},
-}));
-
-route('GET', '/networks', async (ctx) => {
-  const filters = parseFilters(ctx.query.get('filters'));
-  const names = filters.get('name');
-  sendJson(res(ctx), 200, builtinNetworks.filter((n) => !names || names.some((x) => n.Name.includes(x))));
+route('GET', '/networks', async (ctx) => sendJson(res(ctx), 200, await ctx.engine.networks.list(parseFilters(ctx.query.get('filters')))));
+route('POST', '/networks/create', async (ctx) => sendJson(res(ctx), 201, await ctx.engine.createNetwork(await ctx.json())));
+route('GET', `/networks/${id}`, async (ctx) => sendJson(res(ctx), 200, await ctx.engine.inspectNetwork(ctx.params.id!)));
+route('DELETE', `/networks/${id}`, async (ctx) => {
+  await ctx.engine.removeNetwork(ctx.params.id!);
+  sendEmpty(res(ctx), 204);
 });
-route('GET', `/networks/${id}`, async (ctx) => {
-  const n = builtinNetworks.find((x) => x.Name === ctx.params.id || x.Id.startsWith(ctx.params.id!));
-  if (!n) throw new BaleiaError('NotFound', `network ${ctx.params.id} not found`);
-  sendJson(res(ctx), 200, n);
+route('POST', `/networks/${id}/connect`, async (ctx) => {
+  const body = await ctx.json();
+  if (typeof body.Container !== 'string' || !body.Container) throw invalidArgument('Cannot connect: a container is required ("Container")');
+  await ctx.engine.containers.connectNetwork(body.Container, ctx.params.id!, (body.EndpointConfig as Record<string, unknown> | null) ?? {});
+  sendEmpty(res(ctx), 200);
 });
-route('POST', '/networks/prune', async (ctx) => sendJson(res(ctx), 200, { NetworksDeleted: null }));
+route('POST', `/networks/${id}/disconnect`, async (ctx) => {
+  const body = await ctx.json();
+  if (typeof body.Container !== 'string' || !body.Container) throw invalidArgument('Cannot disconnect: a container is required ("Container")');
+  await ctx.engine.containers.disconnectNetwork(body.Container, ctx.params.id!, { force: Boolean(body.Force) });
+  sendEmpty(res(ctx), 200);
+});
+route('POST', '/networks/prune', async (ctx) => sendJson(res(ctx), 200, await ctx.engine.networks.prune(parseFilters(ctx.query.get('filters')))));
 route('POST', '/build/prune', async (ctx) => sendJson(res(ctx), 200, { CachesDeleted: null, SpaceReclaimed: 0 }));
 route('POST', '/volumes/create', async (ctx) => sendJson(res(ctx), 201, await ctx.engine.createVolume(await ctx.json())));
 route('GET', '/volumes', async (ctx) => sendJson(res(ctx), 200, await ctx.engine.listVolumes(parseFilters(ctx.query.get('filters')))));

@@ -21,6 +21,7 @@ import * as registry from './commands/registry.js';
 import * as run from './commands/run.js';
 import * as system from './commands/system.js';
 import * as volumes from './commands/volumes.js';
+import * as networks from './commands/networks.js';
 import * as stats from './commands/stats.js';
 import * as files from './commands/files.js';
 import { searchCommand } from './commands/search.js';
@@ -84,7 +85,7 @@ const systemGroup: CommandGroup = {
   commands: [system.dfCommand, system.eventsCommand, system.infoCommand, system.systemPruneCommand],
 };
 
-const groups = [containerGroup, imageGroup, registry.registryGroup, systemGroup, volumes.volumeGroup];
+const groups = [containerGroup, imageGroup, networks.networkGroup, registry.registryGroup, systemGroup, volumes.volumeGroup];
 
 const commonCommands: Command[] = [run.runCommand, run.execCommand, containers.psCommand, images.imagesCommand, images.pullCommand, images.pushCommand, system.loginCommand, system.logoutCommand, system.versionCommand, system.infoCommand];
 

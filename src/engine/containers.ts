@@ -31,6 +31,7 @@ import {
 } from '../lib/index.js';
 import type { ImageStore, ImageRecord as ImageRecordLike } from '../image/index.js';
 import type { ContentStore } from '../content/index.js';
+import { hostsFile, resolvConf, usableHostResolvers, type NetworkManager } from '../network/index.js';
 import {
   archiveFromRoot,
   changes as layerChanges,
@@ -182,6 +183,7 @@ export interface ContainerManagerOptions {
   snapshots: Snapshotter;
   volumes: VolumeStore;
   content: ContentStore;
+  network: NetworkManager;
   runtime: Runtime;
   events: EventBus;
   logger: Logger;
@@ -195,6 +197,7 @@ export class ContainerManager {
   readonly #snapshots: Snapshotter;
   readonly #volumes: VolumeStore;
   readonly #content: ContentStore;
+  readonly #network: NetworkManager;
   readonly #runtime: Runtime;
   readonly #events: EventBus;
   readonly #log: Logger;
@@ -210,6 +213,7 @@ export class ContainerManager {
     this.#snapshots = options.snapshots;
     this.#volumes = options.volumes;
     this.#content = options.content;
+    this.#network = options.network;
     this.#runtime = options.runtime;
     this.#events = options.events;
     this.#log = options.logger;
@@ -246,6 +250,10 @@ export class ContainerManager {
         this.#log.error('Cannot recover container', { container: id, err: describeError(err) }),
       );
     }
+    // Endpoints and firewall rules of containers that still run stay; the rest go.
+    await this.#network
+      .reconcile(new Set(this.list().filter((c) => c.State.Running).map((c) => c.Id)))
+      .catch((err) => this.#log.error('Cannot reconcile networks', { err: describeError(err) }));
     // Volume filesystems that no re-adopted container holds any more.
     await this.#volumes.unmountIdle().catch((err) => this.#log.warn('Cannot unmount idle volumes', { err: describeError(err) }));
     // Docker's restore: `always` containers come back whatever stopped them, `unless-stopped`
@@ -284,6 +292,7 @@ export class ContainerManager {
     const exit = await this.#runtime.exitStatus(record.Id).catch(() => undefined);
     if (state.status !== 'unknown' || wasActive) await this.#runtime.delete(record.Id, { force: true }).catch(() => {});
     await this.#snapshots.unmountContainer(record.Id).catch(() => {});
+    await this.#network.removeSandbox(record.Id).catch(() => {});
     if (wasActive) {
       this.#markExited(record, exit?.exitCode ?? 255, exit?.exitedAt, exit?.oomKilled ?? false);
       if (!exit) record.State.Error = 'container ended while the daemon was down; its exit status is unknown';
@@ -336,7 +345,7 @@ export class ContainerManager {
     const imageConfig = await this.#images.getConfig(image);
     const id = newId();
     const merged = mergeCreate({ id, body, imageConfig: ((imageConfig.config ?? {}) as Json), ncpu: this.#ncpu });
-    this.#checkNetworkMode(merged.hostConfig.NetworkMode);
+    await this.#checkNetworkMode(merged.hostConfig.NetworkMode);
     logLimits(merged.hostConfig.LogConfig.Config);
     const finalName = name ?? `/${generateName((n) => this.#names.has(`/${n}`))}`;
     this.#checkNameFree(finalName);
@@ -505,14 +514,96 @@ export class ContainerManager {
       );
   }
 
-  #checkNetworkMode(mode: string): void {
+  async #checkNetworkMode(mode: string): Promise<void> {
     if (['default', 'bridge', 'host', 'none'].includes(mode)) return;
     if (mode.startsWith('container:')) {
-      const target = this.#find(mode.slice('container:'.length));
-      void target;
+      this.#find(mode.slice('container:'.length));
       return;
     }
-    throw notFound(`network ${mode} not found`);
+    await this.#network.inspect(mode);
+  }
+
+  /**
+   * Joins the container to its networks before runc creates it: a netns with an endpoint on the
+   * primary network (and on any other in EndpointsConfig) and its published ports.
+   */
+  async #attachNetworks(record: ContainerRecord, owner: Owner): Promise<{ netns: string; ip?: string; gateway?: string } | undefined> {
+    const mode = record.HostConfig.NetworkMode;
+    if (mode === 'host' || mode === 'none' || mode.startsWith('container:')) return undefined;
+    const id = record.Id;
+    const netns = await this.#network.createSandbox(id);
+    owner.defer(() => this.#network.removeSandbox(id));
+    const primary = mode === 'default' ? 'bridge' : mode;
+    const configs = ((record.NetworkingConfig.EndpointsConfig ?? {}) as Record<string, Json | null>);
+    const others = Object.keys(configs).filter((n) => n !== primary && n !== mode && n !== 'default');
+    let ip: string | undefined;
+    let gateway: string | undefined;
+    for (const net of [primary, ...others]) {
+      const ep = (configs[net] ?? (net === primary ? configs[mode] ?? configs.default : undefined) ?? {}) as Json;
+      const ipam = (ep.IPAMConfig ?? {}) as Json;
+      const endpoint = await this.#network.connect(id, net, {
+        name: record.Name.slice(1),
+        hostname: record.Config.Hostname,
+        aliases: Array.isArray(ep.Aliases) ? ep.Aliases.map(String) : undefined,
+        ipv4Address: typeof ipam.IPv4Address === 'string' && ipam.IPv4Address ? ipam.IPv4Address : undefined,
+        macAddress: typeof ep.MacAddress === 'string' && ep.MacAddress ? ep.MacAddress : undefined,
+      });
+      this.#events.publish('network', 'connect', endpoint.NetworkID, { container: id, name: net, type: 'bridge' });
+      if (net === primary) {
+        ip = endpoint.IPAddress;
+        gateway = endpoint.Gateway;
+      }
+    }
+    await this.#network.publish(id, record.HostConfig.PortBindings ?? {}, {
+      exposed: Object.keys(record.Config.ExposedPorts ?? {}),
+      publishAll: Boolean(record.HostConfig.PublishAllPorts),
+    });
+    return { netns, ip, gateway };
+  }
+
+  /** Live connect (running) or recorded for the next start (created, stopped). */
+  async connectNetwork(idOrName: string, network: string, endpointConfig: Json): Promise<void> {
+    const live = this.#find(idOrName);
+    const { record } = live;
+    const net = (await this.#network.inspect(network)) as { Name: string; Id: string; Driver: string };
+    if (net.Driver === 'host' || net.Driver === 'null') throw new BaleiaError('Forbidden', `container cannot be disconnected from host network or connected to host network`);
+    const configs = ((record.NetworkingConfig.EndpointsConfig ??= {}) as Record<string, Json>);
+    if (record.State.Running && this.#network.sandboxPath(record.Id)) {
+      const ipam = (endpointConfig.IPAMConfig ?? {}) as Json;
+      await this.#network.connect(record.Id, net.Name, {
+        name: record.Name.slice(1),
+        hostname: record.Config.Hostname,
+        aliases: Array.isArray(endpointConfig.Aliases) ? endpointConfig.Aliases.map(String) : undefined,
+        ipv4Address: typeof ipam.IPv4Address === 'string' && ipam.IPv4Address ? ipam.IPv4Address : undefined,
+      });
+      // Joining a user network brings the embedded DNS (written in place: the file is bind-mounted).
+      await this.#writeResolvConf(record, record.HostConfig.NetworkMode);
+    } else if (record.State.Running) {
+      throw conflict(`Cannot connect container ${record.Id} to ${net.Name}: it runs in network mode ${record.HostConfig.NetworkMode}`);
+    }
+    configs[net.Name] = endpointConfig;
+    await this.#save(record);
+    this.#events.publish('network', 'connect', net.Id, { container: record.Id, name: net.Name, type: net.Driver });
+  }
+
+  async disconnectNetwork(idOrName: string, network: string, options: { force?: boolean } = {}): Promise<void> {
+    const live = this.#find(idOrName);
+    const { record } = live;
+    const net = (await this.#network.inspect(network)) as { Name: string; Id: string; Driver: string };
+    const configs = ((record.NetworkingConfig.EndpointsConfig ??= {}) as Record<string, Json>);
+    if (record.State.Running && this.#network.sandboxPath(record.Id)) {
+      await this.#network.disconnect(record.Id, net.Name, options);
+    } else if (!(net.Name in configs) && !(record.HostConfig.NetworkMode === net.Name || (record.HostConfig.NetworkMode === 'default' && net.Name === 'bridge'))) {
+      if (!options.force) throw invalidArgument(`container ${record.Id} is not connected to network ${net.Name}`);
+    }
+    delete configs[net.Name];
+    await this.#save(record);
+    this.#events.publish('network', 'disconnect', net.Id, { container: record.Id, name: net.Name, type: net.Driver });
+  }
+
+  /** Endpoints and published ports of a running container, for inspect and ps. */
+  networkView(id: string): { endpoints: Record<string, Json>; ports: Record<string, unknown> } {
+    return { endpoints: this.#network.endpoints(id) as unknown as Record<string, Json>, ports: this.#network.ports(id) };
   }
 
   // ---------------------------------------------------------------- start
@@ -547,9 +638,11 @@ export class ContainerManager {
       const cwd = record.Config.WorkingDir || '/';
       await ensureDirIn(rootfs, cwd);
       const networkMode = record.HostConfig.NetworkMode;
-      await this.#writeEtcFiles(record, networkMode);
+      const attached = await this.#attachNetworks(record, owner);
+      mark('network');
+      await this.#writeEtcFiles(record, networkMode, attached);
       const volumeMounts = await this.#prepareMounts(record, rootfs, owner);
-      const input = this.#specInput(record, rootfs, user, cwd);
+      const input = this.#specInput(record, rootfs, user, cwd, attached?.netns);
       input.mounts = [...(input.mounts ?? []), ...volumeMounts];
       if (input.privileged) input.privilegedDevices = await hostDevices();
       const spec = buildSpec(input);
@@ -603,15 +696,15 @@ export class ContainerManager {
     }
   }
 
-  #specInput(record: ContainerRecord, rootfs: string, user: { uid: number; gid: number; additionalGids: number[] }, cwd: string): SpecInput {
+  #specInput(record: ContainerRecord, rootfs: string, user: { uid: number; gid: number; additionalGids: number[] }, cwd: string, netns?: string): SpecInput {
     const hc = record.HostConfig;
     const networkMode = hc.NetworkMode;
-    let network: { mode: 'new' } | { mode: 'host' } | { mode: 'path'; path: string } = { mode: 'new' };
+    let network: { mode: 'new' } | { mode: 'host' } | { mode: 'path'; path: string } = netns ? { mode: 'path', path: netns } : { mode: 'new' };
     if (networkMode === 'host') network = { mode: 'host' };
     else if (networkMode.startsWith('container:')) {
       const other = this.#find(networkMode.slice('container:'.length)).record;
       if (!other.State.Running) throw conflict(`cannot join network of a non running container: ${other.Id}`);
-      network = { mode: 'path', path: `/proc/${other.State.Pid}/ns/net` };
+      network = { mode: 'path', path: this.#network.sandboxPath(other.Id) ?? `/proc/${other.State.Pid}/ns/net` };
     }
     const env = mergeEnv(
       [`HOSTNAME=${record.Config.Hostname}`, ...(record.Config.Tty ? ['TERM=xterm'] : [])],
@@ -658,27 +751,25 @@ export class ContainerManager {
     };
   }
 
-  async #writeEtcFiles(record: ContainerRecord, networkMode: string): Promise<void> {
+  async #writeEtcFiles(record: ContainerRecord, networkMode: string, attached?: { ip?: string; gateway?: string }): Promise<void> {
     const hostname = networkMode === 'host' ? os.hostname() : record.Config.Hostname;
     await fs.writeFile(record.HostnamePath, `${hostname}\n`);
-    let hosts: string;
-    if (networkMode === 'host') hosts = await readText('/etc/hosts');
-    else {
-      hosts = [
-        '127.0.0.1\tlocalhost',
-        '::1\tlocalhost ip6-localhost ip6-loopback',
-        'fe00::0\tip6-localnet',
-        'ff00::0\tip6-mcastprefix',
-        'ff02::1\tip6-allnodes',
-        'ff02::2\tip6-allrouters',
-        '',
-      ].join('\n');
-    }
-    for (const extra of record.HostConfig.ExtraHosts ?? []) {
+    const extraHosts = (record.HostConfig.ExtraHosts ?? []).flatMap((extra) => {
       const sep = extra.indexOf(':');
-      if (sep > 0) hosts += `${extra.slice(sep + 1)}\t${extra.slice(0, sep)}\n`;
-    }
+      if (sep <= 0) return [];
+      const target = extra.slice(sep + 1);
+      // `host-gateway`: the host as the container reaches it, its bridge's gateway.
+      const ip = target === 'host-gateway' ? attached?.gateway ?? '127.0.0.1' : target;
+      return [{ name: extra.slice(0, sep), ip }];
+    });
+    let hosts: string;
+    if (networkMode === 'host') hosts = (await readText('/etc/hosts')) + extraHosts.map((h) => `${h.ip}\t${h.name}\n`).join('');
+    else hosts = hostsFile({ hostname: record.Config.Hostname, domainname: record.Config.Domainname || undefined, ip: attached?.ip, extraHosts });
     await fs.writeFile(record.HostsPath, hosts);
+    await this.#writeResolvConf(record, networkMode);
+  }
+
+  async #writeResolvConf(record: ContainerRecord, networkMode: string): Promise<void> {
     const hostResolv = await readText('/etc/resolv.conf');
     const dns = record.HostConfig.Dns ?? [];
     const search = record.HostConfig.DnsSearch ?? [];
@@ -686,19 +777,13 @@ export class ContainerManager {
     let resolv: string;
     if (networkMode === 'host' && dns.length === 0 && search.length === 0 && options.length === 0) resolv = hostResolv;
     else {
-      // Loopback resolvers of the host are unreachable from the container's own network namespace.
-      const lines = hostResolv
-        .split('\n')
-        .filter((l) => !(dns.length > 0 && /^\s*nameserver\s/.test(l)))
-        .filter((l) => !/^\s*nameserver\s+(127\.|::1)/.test(l))
-        .filter((l) => !(search.length > 0 && /^\s*(search|domain)\s/.test(l)))
-        .filter((l) => !(options.length > 0 && /^\s*options\s/.test(l)));
-      resolv = [
-        ...lines.filter((l) => l.trim() !== ''),
-        ...dns.map((d) => `nameserver ${d}`),
-        ...(search.length ? [`search ${search.join(' ')}`] : []),
-        ...(options.length ? [`options ${options.join(' ')}`] : []),
-      ].join('\n') + '\n';
+      const host = usableHostResolvers(hostResolv);
+      const embedded = this.#network.dnsServerFor(record.Id);
+      resolv = resolvConf({
+        nameservers: embedded ? [embedded] : dns.length ? dns : host.nameservers,
+        search: search.length ? search : host.search,
+        options: options.length ? options : host.options,
+      });
     }
     await fs.writeFile(record.ResolvConfPath, resolv);
   }
@@ -732,6 +817,9 @@ export class ContainerManager {
           this.#log.warn('Cannot unmount container rootfs', { container: id, err: describeError(err) }),
         );
         await this.#releaseVolumes(live.record);
+        await this.#network.removeSandbox(id).catch((err) =>
+          this.#log.warn('Cannot remove network sandbox', { container: id, err: describeError(err) }),
+        );
         this.#markExited(live.record, exit.exitCode, exit.exitedAt, exit.oomKilled);
         await this.#save(live.record).catch(() => {});
         if (exit.oomKilled) this.#emit(live.record, 'oom');

@@ -12,6 +12,7 @@ import type { Snapshotter } from '../snapshot/index.js';
 import type { ContentStore } from '../content/index.js';
 import type { Runtime } from '../runtime/index.js';
 import type { VolumeRecord, VolumeStore } from '../volume/index.js';
+import type { NetworkManager } from '../network/index.js';
 import type { ProgressEvent, RegistryAuth, RegistryClient } from '../registry/index.js';
 import { EventBus } from './events.js';
 import { ContainerManager, type ContainerRecord } from './containers.js';
@@ -33,6 +34,7 @@ export interface EngineOptions {
   snapshots: Snapshotter;
   images: ImageStore;
   volumes: VolumeStore;
+  network: NetworkManager;
   registry: RegistryClient;
   runtime: Runtime;
   logger: Logger;
@@ -60,6 +62,7 @@ export class Engine {
       snapshots: options.snapshots,
       volumes: options.volumes,
       content: options.content,
+      network: options.network,
       runtime: options.runtime,
       events: this.events,
       logger: options.logger.child({ module: 'containers' }),
@@ -82,6 +85,7 @@ export class Engine {
     const sizeRw = options.size ? await this.containers.sizeRw(c.Id) : undefined;
     const image = options.size ? await this.#images.resolve(c.Image).catch(() => undefined) : undefined;
     return containerInspect(c, {
+      network: c.State.Running ? this.containers.networkView(c.Id) : undefined,
       execIds: this.containers.execIds(c.Id),
       sizeRw,
       sizeRootFs: sizeRw !== undefined ? sizeRw + (image?.size ?? 0) : undefined,
@@ -117,7 +121,12 @@ export class Engine {
     return Promise.all(
       list.map(async (c) => {
         const sizeRw = options.size ? await this.containers.sizeRw(c.Id) : undefined;
-        return containerSummary(c, { now, sizeRw, sizeRootFs: sizeRw === undefined ? undefined : sizeRw + (imageSizes.get(c.Image) ?? 0) });
+        return containerSummary(c, {
+          now,
+          sizeRw,
+          sizeRootFs: sizeRw === undefined ? undefined : sizeRw + (imageSizes.get(c.Image) ?? 0),
+          network: c.State.Running ? this.containers.networkView(c.Id) : undefined,
+        });
       }),
     );
   }
@@ -375,6 +384,34 @@ export class Engine {
     });
     if (ref) this.events.publish('image', 'tag', image.id, { name: ref });
     return { Id: image.id };
+  }
+
+  // ---------------------------------------------------------------- networks
+
+  get networks(): NetworkManager {
+    return this.#opts.network;
+  }
+
+  async createNetwork(body: Json): Promise<{ Id: string; Warning: string }> {
+    const result = await this.#opts.network.create(body);
+    this.events.publish('network', 'create', result.Id, { name: String(body.Name ?? ''), type: String(body.Driver || 'bridge') });
+    return result;
+  }
+
+  async removeNetwork(ref: string): Promise<void> {
+    const net = (await this.#opts.network.inspect(ref)) as { Id: string; Name: string; Driver: string };
+    await this.#opts.network.remove(ref);
+    this.events.publish('network', 'destroy', net.Id, { name: net.Name, type: net.Driver });
+  }
+
+  async inspectNetwork(ref: string): Promise<Json> {
+    const net = (await this.#opts.network.inspect(ref)) as Json & { Containers?: Record<string, Json> };
+    // Endpoints carry the container's name as the engine knows it now.
+    for (const [id, ep] of Object.entries(net.Containers ?? {})) {
+      const c = this.containers.list().find((x) => x.Id === id);
+      if (c) ep.Name = c.Name.slice(1);
+    }
+    return net;
   }
 
   // ---------------------------------------------------------------- volumes

@@ -6,14 +6,18 @@ import type { ImageRecord, ImageConfig } from '../image/index.js';
 import type { ContainerRecord } from './containers.js';
 import type { Json } from './container-config.js';
 
+export interface NetworkView {
+  endpoints: Record<string, Json>;
+  ports: Record<string, unknown>;
+}
+
 export function containerInspect(
   c: ContainerRecord,
-  extra: { execIds: string[]; sizeRw?: number; sizeRootFs?: number; upperDir?: string },
+  extra: { execIds: string[]; sizeRw?: number; sizeRootFs?: number; upperDir?: string; network?: NetworkView },
 ): Json {
-  const networkName = c.HostConfig.NetworkMode === 'default' ? 'bridge' : c.HostConfig.NetworkMode;
-  const networks: Json = {};
-  if (!networkName.startsWith('container:'))
-    networks[networkName] = endpoint(c);
+  const networks = networksOf(c, extra.network);
+  const primary = (Object.values(networks)[0] ?? {}) as Json;
+  const onBridge = c.HostConfig.NetworkMode === 'default' || c.HostConfig.NetworkMode === 'bridge';
   return {
     Id: c.Id,
     Created: c.Created,
@@ -44,21 +48,32 @@ export function containerInspect(
       HairpinMode: false,
       LinkLocalIPv6Address: '',
       LinkLocalIPv6PrefixLen: 0,
-      Ports: c.State.Running ? ports(c) : {},
+      Ports: c.State.Running ? { ...ports(c), ...(extra.network?.ports ?? {}) } : {},
       SandboxKey: c.State.Running && c.HostConfig.NetworkMode !== 'host' ? `/proc/${c.State.Pid}/ns/net` : '',
       SecondaryIPAddresses: null,
       SecondaryIPv6Addresses: null,
-      EndpointID: '',
-      Gateway: '',
+      // The legacy top-level fields describe the default bridge only, as in Docker.
+      EndpointID: onBridge ? primary.EndpointID ?? '' : '',
+      Gateway: onBridge ? primary.Gateway ?? '' : '',
       GlobalIPv6Address: '',
       GlobalIPv6PrefixLen: 0,
-      IPAddress: '',
-      IPPrefixLen: 0,
+      IPAddress: onBridge ? primary.IPAddress ?? '' : '',
+      IPPrefixLen: onBridge ? primary.IPPrefixLen ?? 0 : 0,
       IPv6Gateway: '',
-      MacAddress: '',
+      MacAddress: onBridge ? primary.MacAddress ?? '' : '',
       Networks: networks,
     },
   };
+}
+
+/** NetworkSettings.Networks: live endpoints while running, else the configured networks, zeroed. */
+function networksOf(c: ContainerRecord, view: NetworkView | undefined): Json {
+  if (view && Object.keys(view.endpoints).length) return view.endpoints;
+  const mode = c.HostConfig.NetworkMode;
+  if (mode.startsWith('container:')) return {};
+  const out: Json = { [mode === 'default' ? 'bridge' : mode]: endpoint(c) };
+  for (const name of Object.keys(((c.NetworkingConfig.EndpointsConfig ?? {}) as Json))) if (name !== 'default' && name !== mode) out[name] = endpoint(c);
+  return out;
 }
 
 function endpoint(_c: ContainerRecord): Json {
@@ -85,7 +100,7 @@ function mounts(c: ContainerRecord): Json[] {
   );
 }
 
-export function containerSummary(c: ContainerRecord, extra: { sizeRw?: number; sizeRootFs?: number; now?: number }): Json {
+export function containerSummary(c: ContainerRecord, extra: { sizeRw?: number; sizeRootFs?: number; now?: number; network?: NetworkView }): Json {
   const command = [c.Path, ...c.Args].map((a) => (/\s/.test(a) ? JSON.stringify(a) : a)).join(' ');
   const networkName = c.HostConfig.NetworkMode === 'default' ? 'bridge' : c.HostConfig.NetworkMode;
   return {
@@ -95,18 +110,28 @@ export function containerSummary(c: ContainerRecord, extra: { sizeRw?: number; s
     ImageID: c.Image,
     Command: command,
     Created: Math.floor(Date.parse(c.Created) / 1000),
-    Ports: Object.keys(c.Config.ExposedPorts ?? {}).map((p) => {
-      const [port, type = 'tcp'] = p.split('/');
-      return { PrivatePort: Number(port), Type: type };
-    }),
+    Ports: summaryPorts(c, extra.network?.ports),
     Labels: c.Config.Labels,
     State: c.State.Status,
     Status: humanStatus(c, extra.now ?? Date.now()),
     HostConfig: { NetworkMode: c.HostConfig.NetworkMode },
-    NetworkSettings: { Networks: networkName.startsWith('container:') ? {} : { [networkName]: endpoint(c) } },
+    NetworkSettings: { Networks: networkName.startsWith('container:') ? {} : networksOf(c, extra.network) },
     Mounts: mounts(c),
     ...(extra.sizeRw !== undefined ? { SizeRw: extra.sizeRw, SizeRootFs: extra.sizeRootFs ?? extra.sizeRw } : {}),
   };
+}
+
+/** ps `Ports`: published ones with IP and PublicPort (integers), then the exposed rest. */
+function summaryPorts(c: ContainerRecord, published: Record<string, unknown> | undefined): Json[] {
+  const out: Json[] = [];
+  const keys = new Set([...Object.keys(c.Config.ExposedPorts ?? {}), ...Object.keys(published ?? {})]);
+  for (const key of keys) {
+    const [port, type = 'tcp'] = key.split('/');
+    const bindings = (published?.[key] as Array<{ HostIp: string; HostPort: string }> | null | undefined) ?? [];
+    if (bindings.length === 0) out.push({ PrivatePort: Number(port), Type: type });
+    for (const b of bindings) out.push({ IP: b.HostIp || '0.0.0.0', PrivatePort: Number(port), PublicPort: Number(b.HostPort), Type: type });
+  }
+  return out;
 }
 
 /** `Up 14 seconds`, `Exited (0) 30 seconds ago`, `Created`, `Up 2 minutes (Paused)`. */

@@ -9,6 +9,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const repoRoot = path.resolve(here, '../../..');
@@ -96,8 +97,21 @@ export async function startDaemon(options: { name?: string } = {}): Promise<Daem
   await fs.mkdir(dockerConfig, { recursive: true });
   let log = '';
   let proc!: ChildProcess;
+  // Each test daemon gets its own bridge, subnets and iptables chains (runs overlap in time).
+  const tag = randomBytes(3).toString('hex');
+  const net = {
+    bridgeName: `bt${tag}`,
+    bridgePrefix: `bu${tag}-`,
+    chainPrefix: `BT${tag.toUpperCase()}`,
+    subnet: `10.${230 + (parseInt(tag.slice(0, 2), 16) % 20)}.${parseInt(tag.slice(2, 4), 16)}.0/24`,
+    pool: `10.${250 + (parseInt(tag.slice(0, 2), 16) % 5)}.${parseInt(tag.slice(4, 6), 16) & 0xf0}.0/20`,
+  };
+  const networkArgs = [
+    '--bridge-name', net.bridgeName, '--bridge-prefix', net.bridgePrefix, '--iptables-chain-prefix', net.chainPrefix,
+    '--bridge-subnet', net.subnet, '--default-address-pool', net.pool,
+  ];
   const launch = async () => {
-    proc = spawn(process.execPath, [daemonMain, '--root', root, '--exec-root', execRoot, '-H', host, '--log-level', 'debug'], {
+    proc = spawn(process.execPath, [daemonMain, '--root', root, '--exec-root', execRoot, '-H', host, '--log-level', 'debug', ...networkArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     proc.stdout!.on('data', (b: Buffer) => (log += b.toString()));
@@ -131,6 +145,7 @@ export async function startDaemon(options: { name?: string } = {}): Promise<Daem
     async cleanup() {
       await daemon.stop({ kill: true }).catch(() => {});
       cleanupRoot({ root, execRoot });
+      cleanupNetwork(net);
       // Anything else a test mounted under its directory (another engine's storage).
       for (const m of mountsUnder(dir)) spawnSync('umount', ['-l', m], { stdio: 'ignore' });
       rmSync(dir, { recursive: true, force: true });
@@ -168,6 +183,26 @@ export function cleanupRoot(paths: { root: string; execRoot: string }): void {
     .sort((a, b) => b.length - a.length);
   for (const m of mounts) spawnSync('umount', ['-l', m], { stdio: 'ignore' });
   for (const id of ids) removeCgroups(id);
+}
+
+/** Removes a test daemon's bridges and iptables chains (what `network` made for it). */
+export function cleanupNetwork(net: { bridgeName: string; bridgePrefix: string; chainPrefix: string }): void {
+  const links = spawnSync('ip', ['-o', 'link', 'show', 'type', 'bridge'], { encoding: 'utf8' }).stdout ?? '';
+  for (const line of links.split('\n')) {
+    const name = line.split(':')[1]?.trim().split('@')[0];
+    if (name && (name === net.bridgeName || name.startsWith(net.bridgePrefix))) spawnSync('ip', ['link', 'del', name], { stdio: 'ignore' });
+  }
+  for (const table of ['filter', 'nat']) {
+    const rules = spawnSync('iptables', ['-w', '-t', table, '-S'], { encoding: 'utf8' }).stdout ?? '';
+    // Jumps into our chains from the built-in ones first, then our chains themselves.
+    for (const rule of rules.split('\n')) {
+      if (rule.startsWith('-A ') && rule.includes(`-j ${net.chainPrefix}`) && !rule.startsWith(`-A ${net.chainPrefix}`))
+        spawnSync('iptables', ['-w', '-t', table, '-D', ...rule.slice(3).split(' ')], { stdio: 'ignore' });
+    }
+    const chains = rules.split('\n').filter((r) => r.startsWith(`-N ${net.chainPrefix}`)).map((r) => r.slice(3).trim());
+    for (const chain of chains) spawnSync('iptables', ['-w', '-t', table, '-F', chain], { stdio: 'ignore' });
+    for (const chain of chains) spawnSync('iptables', ['-w', '-t', table, '-X', chain], { stdio: 'ignore' });
+  }
 }
 
 export function mountsUnder(dir: string): string[] {

@@ -32,7 +32,7 @@ const rows: Row[] = [
   { name: '--entrypoint replaces the entrypoint', args: ['run', '--rm', '--entrypoint', 'echo', 'busybox', 'hi'], code: 0, stdout: 'hi\n' },
   { name: '--hostname sets the hostname', args: ['run', '--rm', '--hostname', 'whale1', 'busybox', 'hostname'], code: 0, stdout: 'whale1\n' },
   { name: 'PID 1 is the command', args: ['run', '--rm', 'busybox', 'sh', '-c', 'echo $$'], code: 0, stdout: '1\n' },
-  { name: 'only lo is in the network namespace', args: ['run', '--rm', 'busybox', 'ls', '/sys/class/net'], code: 0, stdout: 'lo\n' },
+  { name: 'the default bridge gives eth0 beside lo', args: ['run', '--rm', 'busybox', 'ls', '/sys/class/net'], code: 0, stdout: 'eth0\nlo\n' },
   { name: 'the host\'s processes are invisible', args: ['run', '--rm', 'busybox', 'sh', '-c', 'ls -d /proc/[0-9]* | wc -l'], code: 0, stdout: /^\s*[1-3]\n$/ },
   { name: '--network none has only lo', args: ['run', '--rm', '--network', 'none', 'busybox', 'ls', '/sys/class/net'], code: 0, stdout: 'lo\n' },
   { name: '--read-only refuses writes', args: ['run', '--rm', '--read-only', 'busybox', 'touch', '/x'], code: 1, stderr: /Read-only file system/ },
