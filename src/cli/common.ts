@@ -154,3 +154,14 @@ export async function pullImage(
 }
 
 export { familiarString, isKind };
+
+/** `KEY=VALUE` flag values into a map (`--label`, `--opt`); a bare key maps to "". */
+export function keyValues(list: readonly string[]): Record<string, string> {
+  const map: Record<string, string> = {};
+  for (const item of list) {
+    const eq = item.indexOf('=');
+    if (eq < 0) map[item] = '';
+    else map[item.slice(0, eq)] = item.slice(eq + 1);
+  }
+  return map;
+}

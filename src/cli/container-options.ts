@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import type { FlagSpec, ParsedFlags } from './flags.js';
 import { UsageError } from './flags.js';
 import { memSwapBytes, nanoCpus, parseGoDuration, ramInBytes } from './units.js';
+import { keyValues } from './common.js';
 
 export const containerFlags: FlagSpec[] = [
   { long: 'add-host', type: 'list', description: 'Add a custom host-to-IP mapping (host:ip)' },
@@ -133,15 +134,6 @@ export function normalizeCapability(cap: string): string {
   return upper === 'ALL' || upper.startsWith('CAP_') ? upper : `CAP_${upper}`;
 }
 
-function kvMap(list: string[]): Record<string, string> {
-  const map: Record<string, string> = {};
-  for (const item of list) {
-    const eq = item.indexOf('=');
-    if (eq < 0) map[item] = '';
-    else map[item.slice(0, eq)] = item.slice(eq + 1);
-  }
-  return map;
-}
 
 interface PortMapping {
   port: string;
@@ -342,7 +334,7 @@ export function buildCreateRequest(flags: ParsedFlags, args: string[], options: 
       return v === undefined ? [] : [`${e}=${v}`];
     }),
   ];
-  const labels = kvMap([...flags.list('label-file').flatMap((f) => parseKvFile(readFile(f))), ...flags.list('label')]);
+  const labels = keyValues([...flags.list('label-file').flatMap((f) => parseKvFile(readFile(f))), ...flags.list('label')]);
 
   const exposed: Record<string, object> = {};
   const bindings: Record<string, Array<{ HostIp: string; HostPort: string }>> = {};
@@ -414,9 +406,9 @@ export function buildCreateRequest(flags: ParsedFlags, args: string[], options: 
   const memoryReservation = flags.string('memory-reservation');
   const cpus = flags.string('cpus');
   const shm = flags.string('shm-size');
-  const logOpts = kvMap(flags.list('log-opt'));
-  const sysctls = kvMap(flags.list('sysctl'));
-  const storageOpts = kvMap(flags.list('storage-opt'));
+  const logOpts = keyValues(flags.list('log-opt'));
+  const sysctls = keyValues(flags.list('sysctl'));
+  const storageOpts = keyValues(flags.list('storage-opt'));
 
   if (cpus && (flags.changed('cpu-period') || flags.changed('cpu-quota'))) {
     throw new UsageError('Conflicting options: Nano CPUs and CPU Period/Quota cannot both be set');

@@ -2,7 +2,7 @@
  * `baleia network create|ls|inspect|rm|prune|connect|disconnect`, shaped like the docker CLI.
  */
 import type { Command, CommandGroup } from '../command.js';
-import { confirm, filtersJson, forEachTarget } from '../common.js';
+import { confirm, filtersJson, forEachTarget, keyValues } from '../common.js';
 import { formatList } from '../format.js';
 import { inspectObjects } from './inspect.js';
 
@@ -16,15 +16,6 @@ interface Network {
   Labels: Record<string, string> | null;
 }
 
-function keyValues(list: readonly string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const item of list) {
-    const eq = item.indexOf('=');
-    if (eq < 0) out[item] = '';
-    else out[item.slice(0, eq)] = item.slice(eq + 1);
-  }
-  return out;
-}
 
 export const networkCreateCommand: Command = {
   name: 'create',

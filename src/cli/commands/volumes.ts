@@ -2,7 +2,7 @@
  * `baleia volume create|ls|inspect|rm|prune`, shaped like the docker CLI's output.
  */
 import type { Command, CommandGroup } from '../command.js';
-import { confirm, filtersJson, forEachTarget } from '../common.js';
+import { confirm, filtersJson, forEachTarget, keyValues } from '../common.js';
 import { formatList } from '../format.js';
 import { humanSize } from '../units.js';
 import { inspectObjects } from './inspect.js';
@@ -17,16 +17,6 @@ interface Volume {
   Scope: string;
 }
 
-/** `KEY=VALUE` flags into a map; a bare key maps to "". */
-function keyValues(list: readonly string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const item of list) {
-    const eq = item.indexOf('=');
-    if (eq < 0) out[item] = '';
-    else out[item.slice(0, eq)] = item.slice(eq + 1);
-  }
-  return out;
-}
 
 export const volumeCreateCommand: Command = {
   name: 'create',
