@@ -131,6 +131,45 @@ describe('networks', () => {
     });
   }
 
+  test('a published port answers another host (a client netns); a 127.0.0.1 one does not', async () => {
+    const { execFileSync } = await import('node:child_process');
+    // Another host: a netns joined to ours by a veth pair on a private /30 of the test's own.
+    const tag = Math.random().toString(16).slice(2, 6);
+    const ns = `btclient-${tag}`;
+    const [hostIf, peerIf] = [`btv${tag}a`, `btv${tag}b`];
+    const third = 200 + (parseInt(tag.slice(0, 2), 16) % 50);
+    const hostIp = `10.227.${third}.1`;
+    const tcpPort = await freePort();
+    try {
+      execFileSync('ip', ['netns', 'add', ns]);
+      execFileSync('ip', ['link', 'add', hostIf, 'type', 'veth', 'peer', 'name', peerIf]);
+      execFileSync('ip', ['link', 'set', peerIf, 'netns', ns]);
+      execFileSync('ip', ['addr', 'add', `${hostIp}/30`, 'dev', hostIf]);
+      execFileSync('ip', ['link', 'set', hostIf, 'up']);
+      execFileSync('ip', ['-n', ns, 'addr', 'add', `10.227.${third}.2/30`, 'dev', peerIf]);
+      execFileSync('ip', ['-n', ns, 'link', 'set', peerIf, 'up']);
+      execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+      ok(await daemon.cli(['run', '-d', '--name', 'remote', '-p', `${tcpPort}:80`, ...httpd('seen-from-afar')]), 'run');
+      await sleep(500);
+      const fetched = execFileSync('ip', ['netns', 'exec', ns, '/bin/busybox', 'wget', '-qO-', `http://${hostIp}:${tcpPort}/index.html`], { timeout: 10_000 }).toString();
+      assert.equal(fetched, 'seen-from-afar\n');
+      // A 127.0.0.1 binding is not offered to other hosts.
+      ok(await daemon.cli(['run', '-d', '--name', 'local-only', '-p', `127.0.0.1:${await freePort()}:80`, ...httpd('local')]), 'run local');
+      const localPort = JSON.parse((await daemon.cli(['inspect', 'local-only'])).stdout)[0].NetworkSettings.Ports['80/tcp'][0].HostPort;
+      let refused = false;
+      try {
+        execFileSync('ip', ['netns', 'exec', ns, '/bin/busybox', 'sh', '-c', `timeout 3 wget -qO- http://${hostIp}:${localPort}/index.html; exit $?`], { timeout: 10_000, stdio: 'pipe' });
+      } catch {
+        refused = true;
+      }
+      assert.ok(refused, 'a 127.0.0.1 port answered another host');
+    } finally {
+      await daemon.cli(['rm', '-f', 'remote', 'local-only']);
+      execFileSync('ip', ['link', 'del', hostIf], { stdio: 'ignore' });
+      execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+    }
+  });
+
   test('after kill -9 of the daemon, published ports still work and rules are not duplicated', async () => {
     const port = await freePort();
     ok(await daemon.cli(['run', '-d', '--name', 'survivor', '-p', `127.0.0.1:${port}:80`, ...httpd('still-here')]), 'run');
