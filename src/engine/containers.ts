@@ -554,10 +554,14 @@ export class ContainerManager {
         gateway = endpoint.Gateway;
       }
     }
-    await this.#network.publish(id, record.HostConfig.PortBindings ?? {}, {
-      exposed: Object.keys(record.Config.ExposedPorts ?? {}),
-      publishAll: Boolean(record.HostConfig.PublishAllPorts),
-    });
+    // Nothing to publish, no firewall rewrite (it costs tens of ms on every start).
+    const bindings = record.HostConfig.PortBindings ?? {};
+    if (Object.keys(bindings).length > 0 || record.HostConfig.PublishAllPorts) {
+      await this.#network.publish(id, bindings, {
+        exposed: Object.keys(record.Config.ExposedPorts ?? {}),
+        publishAll: Boolean(record.HostConfig.PublishAllPorts),
+      });
+    }
     return { netns, ip, gateway };
   }
 
