@@ -30,7 +30,10 @@ fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "baleia: installing npm dependencies" >&2
-  npm ci --no-audit --no-fund --loglevel=error >/dev/null
+  # npm ci refuses a lock without entries for optional platform packages that the registry does
+  # not have (node-unix-socket's darwin/arm builds): then install from the lock with npm install.
+  npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>&1 || \
+    npm install --no-audit --no-fund --loglevel=error >/dev/null
 fi
 
 # Rebuild when any source is newer than the last build.
