@@ -581,3 +581,32 @@ export function quantile(samples: number[], q: number): number {
 }
 
 export const fmtMs = (n: number) => (Number.isFinite(n) ? (n >= 100 ? n.toFixed(0) : n.toFixed(1)) : '—');
+
+// ---------------------------------------------------------------------------------------------
+// Command-line flags shared by the benchmarks
+
+/** Walks `--flag value`, `--flag=value` and bare flags; `value()` takes the flag's value on demand. */
+export function eachFlag(argv: string[], handle: (flag: string, value: () => string | undefined) => void): void {
+  for (let i = 0; i < argv.length; i++) {
+    let flag = argv[i]!;
+    let inline: string | undefined;
+    if (flag.startsWith('--') && flag.includes('=')) {
+      inline = flag.slice(flag.indexOf('=') + 1);
+      flag = flag.slice(0, flag.indexOf('='));
+    }
+    handle(flag, () => inline ?? argv[++i]);
+  }
+}
+
+export function intFlag(flag: string, v: string | undefined, min: number): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new Error(`${flag} needs an integer >= ${min}, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+/** A comma-separated choice among `allowed`, at least one. */
+export function listFlag<T extends string>(flag: string, v: string | undefined, allowed: readonly T[]): Set<T> {
+  const list = (v ?? '').split(',').filter(Boolean);
+  if (!list.length || list.some((x) => !allowed.includes(x as T))) throw new Error(`${flag} takes ${allowed.join(',')}`);
+  return new Set(list as T[]);
+}

@@ -42,6 +42,9 @@ import {
   umountUnder,
   vmRssKb,
   which,
+  eachFlag,
+  intFlag,
+  listFlag,
 } from './common.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -92,29 +95,17 @@ function parseArgs(argv: string[]): Options {
     verbose: false,
     timeoutMs: 30_000,
   };
-  const int = (flag: string, v: string | undefined, min: number): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new Error(`${flag} needs an integer >= ${min}, got ${JSON.stringify(v)}`);
-    return n;
-  };
-  for (let i = 0; i < argv.length; i++) {
-    let flag = argv[i]!;
-    let inline: string | undefined;
-    if (flag.startsWith('--') && flag.includes('=')) {
-      inline = flag.slice(flag.indexOf('=') + 1);
-      flag = flag.slice(0, flag.indexOf('='));
-    }
-    const value = () => inline ?? argv[++i];
+  eachFlag(argv, (flag, value) => {
     switch (flag) {
       case '--iterations':
       case '-n':
-        o.iterations = int(flag, value(), 1);
+        o.iterations = intFlag(flag, value(), 1);
         break;
       case '--warmup':
-        o.warmup = int(flag, value(), 0);
+        o.warmup = intFlag(flag, value(), 0);
         break;
       case '--ps-containers':
-        o.psContainers = int(flag, value(), 0);
+        o.psContainers = intFlag(flag, value(), 0);
         break;
       case '--ps-state': {
         const v = value();
@@ -124,16 +115,13 @@ function parseArgs(argv: string[]): Options {
       }
       case '--engines':
       case '--clients': {
-        const list = (value() ?? '').split(',').filter(Boolean);
-        if (!list.length || list.some((x) => x !== 'baleia' && x !== 'docker')) throw new Error(`${flag} takes baleia,docker`);
-        if (flag === '--engines') o.engines = new Set(list as EngineName[]);
-        else o.clients = new Set(list as ClientName[]);
+        const list = listFlag(flag, value(), ['baleia', 'docker'] as const);
+        if (flag === '--engines') o.engines = list;
+        else o.clients = list;
         break;
       }
       case '--ops': {
-        const list = (value() ?? '').split(',').filter(Boolean);
-        if (!list.length || list.some((x) => !allOps.includes(x))) throw new Error(`--ops takes a list of ${allOps.join(',')}`);
-        o.ops = new Set(list);
+        o.ops = listFlag(flag, value(), allOps);
         break;
       }
       case '--no-default-network':
@@ -143,7 +131,7 @@ function parseArgs(argv: string[]): Options {
         o.install = false;
         break;
       case '--timeout':
-        o.timeoutMs = int(flag, value(), 1) * 1000;
+        o.timeoutMs = intFlag(flag, value(), 1) * 1000;
         break;
       case '--verbose':
       case '-v':
@@ -157,7 +145,7 @@ function parseArgs(argv: string[]): Options {
       default:
         throw new Error(`unknown flag ${flag}\n${usage}`);
     }
-  }
+  });
   return o;
 }
 

@@ -43,6 +43,9 @@ import {
   startDocker,
   umountUnder,
   which,
+  eachFlag,
+  intFlag,
+  listFlag,
 } from './common.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -85,50 +88,34 @@ function parseArgs(argv: string[]): Options {
     verbose: false,
     timeoutMs: 60_000,
   };
-  const int = (flag: string, v: string | undefined, min: number): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new Error(`${flag} needs an integer >= ${min}, got ${JSON.stringify(v)}`);
-    return n;
-  };
-  for (let i = 0; i < argv.length; i++) {
-    let flag = argv[i]!;
-    let inline: string | undefined;
-    if (flag.startsWith('--') && flag.includes('=')) {
-      inline = flag.slice(flag.indexOf('=') + 1);
-      flag = flag.slice(0, flag.indexOf('='));
-    }
-    const value = () => inline ?? argv[++i];
+  eachFlag(argv, (flag, value) => {
     switch (flag) {
       case '--iterations':
       case '-n':
-        o.iterations = int(flag, value(), 1);
+        o.iterations = intFlag(flag, value(), 1);
         break;
       case '--transfer-iterations':
-        o.transferIterations = int(flag, value(), 1);
+        o.transferIterations = intFlag(flag, value(), 1);
         break;
       case '--warmup':
-        o.warmup = int(flag, value(), 0);
+        o.warmup = intFlag(flag, value(), 0);
         break;
       case '--transfer-mb':
-        o.transferMb = int(flag, value(), 1);
+        o.transferMb = intFlag(flag, value(), 1);
         break;
       case '--parts': {
-        const list = (value() ?? '').split(',').filter(Boolean);
-        if (!list.length || list.some((x) => x !== 'run' && x !== 'throughput')) throw new Error('--parts takes run,throughput');
-        o.parts = new Set(list);
+        o.parts = listFlag(flag, value(), ['run', 'throughput']);
         break;
       }
       case '--engines': {
-        const list = (value() ?? '').split(',').filter(Boolean);
-        if (!list.length || list.some((x) => x !== 'baleia' && x !== 'docker')) throw new Error('--engines takes baleia,docker');
-        o.engines = new Set(list as EngineName[]);
+        o.engines = listFlag(flag, value(), ['baleia', 'docker'] as const);
         break;
       }
       case '--no-install':
         o.install = false;
         break;
       case '--timeout':
-        o.timeoutMs = int(flag, value(), 1) * 1000;
+        o.timeoutMs = intFlag(flag, value(), 1) * 1000;
         break;
       case '--verbose':
       case '-v':
@@ -142,7 +129,7 @@ function parseArgs(argv: string[]): Options {
       default:
         throw new Error(`unknown flag ${flag}\n${usage}`);
     }
-  }
+  });
   return o;
 }
 

@@ -50,6 +50,9 @@ import {
   tail,
   umountUnder,
   which,
+  eachFlag,
+  intFlag,
+  listFlag,
 } from './common.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -89,44 +92,30 @@ function parseArgs(argv: string[]): Options {
     verbose: false,
     timeoutMs: 300_000,
   };
-  const int = (flag: string, v: string | undefined, min: number): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new Error(`${flag} needs an integer >= ${min}, got ${JSON.stringify(v)}`);
-    return n;
-  };
-  for (let i = 0; i < argv.length; i++) {
-    let flag = argv[i]!;
-    let inline: string | undefined;
-    if (flag.startsWith('--') && flag.includes('=')) {
-      inline = flag.slice(flag.indexOf('=') + 1);
-      flag = flag.slice(0, flag.indexOf('='));
-    }
-    const value = () => inline ?? argv[++i];
+  eachFlag(argv, (flag, value) => {
     switch (flag) {
       case '--iterations':
       case '-n':
-        o.iterations = int(flag, value(), 1);
+        o.iterations = intFlag(flag, value(), 1);
         break;
       case '--rounds':
-        o.rounds = int(flag, value(), 1);
+        o.rounds = intFlag(flag, value(), 1);
         break;
       case '--clients':
-        o.clients = int(flag, value(), 1);
+        o.clients = intFlag(flag, value(), 1);
         break;
       case '--layer-mb':
-        o.layerMb = int(flag, value(), 1);
+        o.layerMb = intFlag(flag, value(), 1);
         break;
       case '--parts': {
-        const list = (value() ?? '').split(',').filter(Boolean);
-        if (!list.length || list.some((x) => x !== 'engine' && x !== 'server')) throw new Error('--parts takes engine,server');
-        o.parts = new Set(list);
+        o.parts = listFlag(flag, value(), ['engine', 'server']);
         break;
       }
       case '--no-install':
         o.install = false;
         break;
       case '--timeout':
-        o.timeoutMs = int(flag, value(), 1) * 1000;
+        o.timeoutMs = intFlag(flag, value(), 1) * 1000;
         break;
       case '--verbose':
       case '-v':
@@ -140,7 +129,7 @@ function parseArgs(argv: string[]): Options {
       default:
         throw new Error(`unknown flag ${flag}\n${usage}`);
     }
-  }
+  });
   return o;
 }
 
