@@ -438,7 +438,9 @@ route('POST', '/images/create', async (ctx) => {
         signal: abort.signal,
       });
     } catch (err) {
-      if (!started) throw err;
+      // The docker CLI answers a 401 here with an interactive login prompt; dockerd never sends
+      // one for a pull (refused credentials are a plain error).
+      if (!started) throw err instanceof BaleiaError && err.kind === 'Unauthorized' ? new BaleiaError('Forbidden', err.message, { cause: err }) : err;
       const message = describeError(err);
       write({ errorDetail: { message }, error: message });
     }
@@ -475,7 +477,11 @@ route('POST', '/images/prune', async (ctx) =>
 route('GET', '/images/search', async (ctx) => {
   const term = ctx.query.get('term');
   if (!term) throw invalidArgument('Cannot search: a term is required (?term=)');
-  sendJson(res(ctx), 200, await ctx.engine.searchImages(term, { limit: queryInt(ctx.query, 'limit'), filters: parseFilters(ctx.query.get('filters')) }));
+  sendJson(res(ctx), 200, await ctx.engine.searchImages(term, {
+    limit: queryInt(ctx.query, 'limit'),
+    filters: parseFilters(ctx.query.get('filters')),
+    auth: decodeRegistryAuthHeader(headerValue(ctx.req.headers['x-registry-auth'])),
+  }));
 });
 route('GET', `/images/${name}/get`, async (ctx) => save(ctx, [ctx.params.name!]));
 route('GET', `/images/${name}/json`, async (ctx) => sendJson(res(ctx), 200, await ctx.engine.inspectImage(ctx.params.name!)));

@@ -85,9 +85,12 @@ export interface AuthConfig {
   identitytoken?: string;
 }
 
-/** Our client config: docker's config.json format, in $BALEIA_CONFIG or ~/.baleia. */
+/**
+ * Where credentials live: the docker CLI's config dir ($DOCKER_CONFIG or ~/.docker), so a login
+ * with either CLI serves both. $BALEIA_CONFIG overrides it for baleia alone.
+ */
 export function configDir(): string {
-  return process.env.BALEIA_CONFIG || path.join(os.homedir(), '.baleia');
+  return process.env.BALEIA_CONFIG || process.env.DOCKER_CONFIG || path.join(os.homedir(), '.docker');
 }
 
 export function readConfigFile(file: string): { auths?: Record<string, { auth?: string; identitytoken?: string }> } {
@@ -102,18 +105,15 @@ export function registryKey(domain: string): string {
   return domain === 'docker.io' ? dockerHubAuthKey : domain;
 }
 
-/** The stored credentials for a registry (ours first, then the docker CLI's), or anonymous. */
+/** The stored credentials for a registry in config.json (an identity token wins), or anonymous. */
 export function authFor(domain: string): AuthConfig {
   const key = registryKey(domain);
-  const files = [path.join(configDir(), 'config.json'), path.join(process.env.DOCKER_CONFIG || path.join(os.homedir(), '.docker'), 'config.json')];
-  for (const file of files) {
-    const entry = readConfigFile(file).auths?.[key];
-    if (entry?.auth) {
-      const decoded = Buffer.from(entry.auth, 'base64').toString('utf8');
-      const colon = decoded.indexOf(':');
-      return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1), serveraddress: key };
-    }
-    if (entry?.identitytoken) return { identitytoken: entry.identitytoken, serveraddress: key };
+  const entry = readConfigFile(path.join(configDir(), 'config.json')).auths?.[key];
+  if (entry?.identitytoken) return { identitytoken: entry.identitytoken, serveraddress: key };
+  if (entry?.auth) {
+    const decoded = Buffer.from(entry.auth, 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    if (colon > 0) return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1), serveraddress: key };
   }
   return {};
 }

@@ -333,22 +333,26 @@ export class Engine {
    * `docker search [registry/]term`: the registry's `/v1/search` (our registry server serves it).
    * Without a registry host the term goes to Docker Hub's index.
    */
-  async searchImages(term: string, options: { limit?: number; filters?: Filters; signal?: AbortSignal } = {}): Promise<Json[]> {
+  async searchImages(term: string, options: { limit?: number; filters?: Filters; auth?: RegistryAuth; signal?: AbortSignal } = {}): Promise<Json[]> {
     const slash = term.indexOf('/');
     const first = slash > 0 ? term.slice(0, slash) : '';
     const hasHost = first.includes('.') || first.includes(':') || first === 'localhost';
     const host = hasHost ? first : 'index.docker.io';
     const query = hasHost ? term.slice(slash + 1) : term;
-    const scheme = this.#opts.registry.isInsecure(host) ? 'http' : 'https';
-    const url = `${scheme}://${host}/v1/search?q=${encodeURIComponent(query)}&n=${options.limit ?? 25}`;
+    const signal = options.signal ?? AbortSignal.timeout(15_000);
     let body: { results?: Json[] };
-    try {
-      const res = await fetch(url, { signal: options.signal ?? AbortSignal.timeout(15_000) });
-      if (!res.ok) throw new BaleiaError(res.status === 404 ? 'NotFound' : 'Unavailable', `Cannot search ${host}: ${res.status} ${res.statusText}`);
-      body = (await res.json()) as { results?: Json[] };
-    } catch (err) {
-      if (err instanceof BaleiaError) throw err;
-      throw new BaleiaError('Unavailable', `Cannot search ${host}: ${describeError(err)}`, { cause: err });
+    if (hasHost) {
+      body = await this.#opts.registry.search(host, query, { limit: options.limit, auth: options.auth, signal });
+    } else {
+      // Docker Hub's index is not the registry host (registry-1.docker.io): asked directly.
+      try {
+        const res = await fetch(`https://${host}/v1/search?q=${encodeURIComponent(query)}&n=${options.limit ?? 25}`, { signal });
+        if (!res.ok) throw new BaleiaError(res.status === 404 ? 'NotFound' : 'Unavailable', `Cannot search ${host}: ${res.status} ${res.statusText}`);
+        body = (await res.json()) as { results?: Json[] };
+      } catch (err) {
+        if (err instanceof BaleiaError) throw err;
+        throw new BaleiaError('Unavailable', `Cannot search ${host}: ${describeError(err)}`, { cause: err });
+      }
     }
     const filters = options.filters ?? new Map();
     const stars = Number(filters.get('stars')?.[0] ?? 0);

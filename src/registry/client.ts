@@ -141,6 +141,30 @@ export class RegistryClient {
     return { status: 'Login Succeeded', identityToken: authenticator.refreshToken ?? '' };
   }
 
+  /**
+   * `docker search host/term`: the registry's `/v1/search`, with the caller's credentials. A
+   * registry that challenges is answered as for any request: Basic, or a bearer token for
+   * `registry:catalog:*` (what dockerd asks for), so a private registry shows what the user may
+   * pull.
+   */
+  async search(host: string, query: string, opts: { limit?: number; auth?: RegistryAuth; signal?: AbortSignal } = {}): Promise<{ results?: Record<string, unknown>[] }> {
+    const session = this.#session(host, opts.auth, opts.signal);
+    const res = await session.request('GET', `/v1/search?q=${encodeURIComponent(query)}&n=${opts.limit ?? 25}`, {
+      scopes: ['registry:catalog:*'],
+      signal: opts.signal,
+    });
+    const text = await readText(res, 16 * 1024 * 1024);
+    if (res.statusCode !== 200) {
+      const kind = res.statusCode === 401 ? 'Unauthorized' : res.statusCode === 403 ? 'Forbidden' : res.statusCode === 404 ? 'NotFound' : 'Unavailable';
+      throw new BaleiaError(kind, `Cannot search ${host}: ${res.statusCode} ${res.statusMessage ?? ''}`.trim());
+    }
+    try {
+      return JSON.parse(text) as { results?: Record<string, unknown>[] };
+    } catch (err) {
+      throw new BaleiaError('Unavailable', `Cannot search ${host}: the registry answered with something that is not JSON`, { cause: err });
+    }
+  }
+
   #endpoint(host: string): Endpoint {
     const key = canonicalHost(host);
     let endpoint = this.#endpoints.get(key);

@@ -129,7 +129,8 @@ async function pullError(res: http.IncomingMessage, ref: Reference): Promise<Bal
   const detail = await errorDetail(res);
   const shown = formatFamiliar(ref);
   if (res.statusCode === 401 || res.statusCode === 403 || detail.code === 'NAME_UNKNOWN') {
-    return new BaleiaError('Unauthorized', `pull access denied for ${familiarRepository(ref)}, repository does not exist or may require 'docker login'`, {
+    // As dockerd: refused credentials stay Unauthorized; denied or unknown names are NotFound.
+    return new BaleiaError(res.statusCode === 401 ? 'Unauthorized' : 'NotFound', `pull access denied for ${familiarRepository(ref)}, repository does not exist or may require 'docker login': ${detail.message}`, {
       cause: new Error(detail.message),
     });
   }
@@ -197,7 +198,7 @@ function blobStream(session: Session, ref: Reference, desc: Descriptor, onBytes:
         const detail = await errorDetail(res);
         if (res.statusCode === 404) throw new BaleiaError('NotFound', `Cannot pull "${shown}": blob ${desc.digest} not found: ${detail.message}`);
         if (res.statusCode === 401 || res.statusCode === 403) {
-          throw new BaleiaError('Unauthorized', `pull access denied for ${familiarRepository(ref)}, repository does not exist or may require 'docker login'`);
+          throw new BaleiaError(res.statusCode === 401 ? 'Unauthorized' : 'NotFound', `pull access denied for ${familiarRepository(ref)}, repository does not exist or may require 'docker login': ${detail.message}`);
         }
         if (attempt < 3 && (res.statusCode ?? 0) >= 500) continue;
         throw new BaleiaError('Unavailable', `Cannot pull "${shown}": blob ${desc.digest}: the registry answered ${detail.message}`);

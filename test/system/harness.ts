@@ -119,7 +119,8 @@ export async function startDaemon(options: { name?: string } = {}): Promise<Daem
     await waitForSocket(socket, proc);
   };
   await launch();
-  const env: NodeJS.ProcessEnv = { ...process.env, BALEIA_HOST: host };
+  // Both CLIs keep credentials in the test's own config dir, never in ~/.docker.
+  const env: NodeJS.ProcessEnv = { ...process.env, BALEIA_HOST: host, DOCKER_CONFIG: dockerConfig };
   delete env.DOCKER_HOST;
   const daemon: Daemon = {
     dir,
@@ -132,7 +133,7 @@ export async function startDaemon(options: { name?: string } = {}): Promise<Daem
     },
     cli: (args, o = {}) => runCommand(process.execPath, [cliMain, ...args], { ...o, env: { ...env, ...o.env } }),
     docker: (args, o = {}) =>
-      runCommand(dockerCli, args, { ...o, env: { ...env, DOCKER_HOST: host, DOCKER_CONFIG: dockerConfig, ...o.env } }),
+      runCommand(dockerCli, args, { ...o, env: { ...env, DOCKER_HOST: host, ...o.env } }),
     async stop(o = {}) {
       if (proc.exitCode !== null || proc.signalCode !== null) return;
       const exited = new Promise((r) => proc.once('exit', r));

@@ -1,15 +1,38 @@
 /**
  * Sharing images through baleiad: push and pull with our CLI and the docker CLI against our own
- * registry server on 127.0.0.1, and the pushed image read back by skopeo (a tool no one here wrote).
+ * registry server on 127.0.0.1, and the pushed image read back by skopeo (a tool no one here wrote);
+ * a private registry (users, Docker's token flow) used through `login`, `logout` and `search` of
+ * both CLIs.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { bootstrapBusybox, cliMain, hasDocker, runCommand, startDaemon, type Daemon, type RunResult } from './harness.js';
 
 const ok = (r: RunResult, what: string) => assert.equal(r.code, 0, `${what}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+
+/** `baleia registry serve` on a free loopback port; resolves with the process and its host:port. */
+async function serveRegistry(root: string, extra: string[] = []): Promise<{ proc: ChildProcess; addr: string }> {
+  const proc = spawn(process.execPath, [cliMain, 'registry', 'serve', '--addr', '127.0.0.1:0', '--root', root, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const addr = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`registry did not start: ${out}`)), 15_000);
+    const onData = (b: Buffer) => {
+      out += b.toString();
+      const m = /Listening on http:\/\/(127\.0\.0\.1:\d+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    };
+    proc.stdout!.on('data', onData);
+    proc.stderr!.on('data', onData);
+    proc.once('exit', (code) => reject(new Error(`registry exited with ${code}: ${out}`)));
+  });
+  return { proc, addr };
+}
 
 describe('push and pull through baleiad', () => {
   let daemon: Daemon;
@@ -18,21 +41,7 @@ describe('push and pull through baleiad', () => {
   before(async () => {
     daemon = await startDaemon({ name: 'reg' });
     await bootstrapBusybox(daemon);
-    registry = spawn(process.execPath, [cliMain, 'registry', 'serve', '--addr', '127.0.0.1:0', '--root', path.join(daemon.dir, 'registry')], { stdio: ['ignore', 'pipe', 'pipe'] });
-    addr = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      const timer = setTimeout(() => reject(new Error(`registry did not start: ${out}`)), 15_000);
-      const onData = (b: Buffer) => {
-        out += b.toString();
-        const m = /Listening on http:\/\/(127\.0\.0\.1:\d+)/.exec(out);
-        if (m) {
-          clearTimeout(timer);
-          resolve(m[1]!);
-        }
-      };
-      registry.stdout!.on('data', onData);
-      registry.stderr!.on('data', onData);
-    });
+    ({ proc: registry, addr } = await serveRegistry(path.join(daemon.dir, 'registry')));
   });
   after(async () => {
     registry?.kill('SIGTERM');
@@ -79,5 +88,100 @@ describe('push and pull through baleiad', () => {
     const inspect = await runCommand('skopeo', ['inspect', '--tls-verify=false', `docker://${addr}/team/bb:1`]);
     ok(inspect, 'skopeo inspect');
     assert.equal(JSON.parse(inspect.stdout).Digest, digest);
+  });
+});
+
+describe('a private registry: login, logout and search through baleiad', () => {
+  let daemon: Daemon;
+  let registry: ChildProcess;
+  let addr = '';
+  const configFile = () => path.join(daemon.dir, 'docker-config', 'config.json');
+  const auths = () => (JSON.parse(readFileSync(configFile(), 'utf8')) as { auths: Record<string, { auth?: string; identitytoken?: string }> }).auths;
+  /** The engine's login returned an identity token (a refresh token of the token flow): stored instead of the password. */
+  const assertStored = (user: string) => {
+    const entry = auths()[addr]!;
+    assert.ok(entry.identitytoken, `an identity token is stored: ${JSON.stringify(entry)}`);
+    assert.equal(Buffer.from(entry.auth!, 'base64').toString(), `${user}:`);
+  };
+  before(async () => {
+    daemon = await startDaemon({ name: 'regauth' });
+    await bootstrapBusybox(daemon);
+    const htpasswd = path.join(daemon.dir, 'htpasswd');
+    ok(await daemon.cli(['registry', 'user', 'add', '--file', htpasswd, '--password-stdin', 'alice'], { input: 's3cret\n' }), 'user add');
+    ok(await daemon.cli(['registry', 'user', 'add', '--file', htpasswd, '--password-stdin', 'bob'], { input: 'hunter2\n' }), 'user add');
+    const access = path.join(daemon.dir, 'access.yaml');
+    writeFileSync(access, '- { user: alice, repos: "team/*", actions: [pull, push] }\n- { user: bob, repos: "team/*", actions: [pull] }\n');
+    // Token auth (the default with --htpasswd): the engine follows WWW-Authenticate to /token.
+    ({ proc: registry, addr } = await serveRegistry(path.join(daemon.dir, 'registry'), ['--htpasswd', htpasswd, '--access', access]));
+  });
+  after(async () => {
+    registry?.kill('SIGTERM');
+    await daemon?.cleanup();
+  });
+
+  test('our CLI: a bad password is refused; login, push, search, logout, then pushing is denied', async () => {
+    const bad = await daemon.cli(['login', '-u', 'alice', '--password-stdin', addr], { input: 'wrong\n' });
+    assert.equal(bad.code, 1, bad.stdout + bad.stderr);
+    assert.match(bad.stderr, /unauthorized|incorrect username or password/i);
+    assert.equal(existsSync(configFile()) && auths()[addr] !== undefined, false, 'a failed login stores nothing');
+
+    const login = await daemon.cli(['login', '-u', 'alice', '--password-stdin', addr], { input: 's3cret\n' });
+    ok(login, 'login');
+    assert.match(login.stdout, /Login Succeeded/);
+    assertStored('alice');
+
+    ok(await daemon.cli(['tag', 'busybox', `${addr}/team/tools:1`]), 'tag');
+    const push = await daemon.cli(['push', `${addr}/team/tools:1`]);
+    ok(push, 'push after login');
+    const search = await daemon.cli(['search', `${addr}/tools`]);
+    ok(search, 'search');
+    assert.match(search.stdout, /^NAME\s+DESCRIPTION\s+STARS\s+OFFICIAL/m);
+    assert.match(search.stdout, /team\/tools/);
+
+    const logout = await daemon.cli(['logout', addr]);
+    ok(logout, 'logout');
+    assert.match(logout.stdout, new RegExp(`Removing login credentials for ${addr}`));
+    assert.equal(auths()[addr], undefined);
+    const denied = await daemon.cli(['push', `${addr}/team/tools:1`]);
+    assert.equal(denied.code, 1, denied.stdout + denied.stderr);
+    assert.match(denied.stderr, /unauthorized|authentication required|denied/i);
+  });
+
+  test('the docker CLI: login through baleiad, push, read-only user is denied push, search, logout', { skip: !hasDocker && 'no docker CLI' }, async () => {
+    const bad = await daemon.docker(['login', '-u', 'alice', '--password-stdin', addr], { input: 'wrong\n' });
+    assert.equal(bad.code, 1, bad.stdout + bad.stderr);
+    assert.match(bad.stderr, /unauthorized|incorrect username or password/i);
+
+    const login = await daemon.docker(['login', '-u', 'alice', '--password-stdin', addr], { input: 's3cret\n' });
+    ok(login, 'docker login');
+    assert.match(login.stdout, /Login Succeeded/);
+    // The docker CLI wrote the credentials; our CLI uses the same file.
+    assertStored('alice');
+    ok(await daemon.docker(['tag', 'busybox', `${addr}/team/web:2`]), 'docker tag');
+    ok(await daemon.docker(['push', `${addr}/team/web:2`]), 'docker push');
+    ok(await daemon.cli(['rmi', `${addr}/team/web:2`]), 'rmi');
+    ok(await daemon.cli(['pull', `${addr}/team/web:2`]), 'our pull with the docker CLI\'s login');
+
+    const search = await daemon.docker(['search', `${addr}/web`]);
+    ok(search, 'docker search');
+    assert.match(search.stdout, /team\/web/);
+    assert.doesNotMatch(search.stdout, /team\/tools\b.*\n.*team\/tools/s);
+    const limited = await daemon.docker(['search', '--limit', '1', '--format', '{{.Name}}', `${addr}/team`]);
+    ok(limited, 'docker search --limit --format');
+    assert.equal(limited.stdout.trim().split('\n').length, 1);
+
+    // bob may pull team/* but not push.
+    ok(await daemon.docker(['login', '-u', 'bob', '--password-stdin', addr], { input: 'hunter2\n' }), 'docker login bob');
+    ok(await daemon.docker(['pull', `${addr}/team/web:2`]), 'bob pulls');
+    const denied = await daemon.docker(['push', `${addr}/team/web:2`]);
+    assert.equal(denied.code, 1, denied.stdout + denied.stderr);
+    assert.match(denied.stderr + denied.stdout, /denied|unauthorized|insufficient_scope/i);
+
+    const logout = await daemon.docker(['logout', addr]);
+    ok(logout, 'docker logout');
+    assert.equal(auths()[addr], undefined);
+    const anonymous = await daemon.docker(['pull', `${addr}/team/web:2`]);
+    assert.equal(anonymous.code, 1, anonymous.stdout + anonymous.stderr);
+    assert.match(anonymous.stderr, /unauthorized|authentication required|denied/i);
   });
 });

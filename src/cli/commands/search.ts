@@ -1,6 +1,6 @@
 /** `baleia search [registry/]term`, printed like the docker CLI's table. */
 import type { Command } from '../command.js';
-import { filtersJson } from '../common.js';
+import { authFor, filtersJson, registryAuthHeader } from '../common.js';
 import { formatList } from '../format.js';
 
 interface SearchResult {
@@ -24,8 +24,13 @@ export const searchCommand: Command = {
   args: { min: 1, max: 1 },
   async run(cli, { flags, args }) {
     const client = await cli.client();
+    const term = args[0]!;
+    const first = term.includes('/') ? term.slice(0, term.indexOf('/')) : '';
+    const domain = first.includes('.') || first.includes(':') || first === 'localhost' ? first : 'docker.io';
     const results = await client.json<SearchResult[]>('GET', '/images/search', {
-      query: { term: args[0]!, limit: flags.int('limit'), filters: filtersJson(flags.list('filter')) },
+      query: { term, limit: flags.int('limit'), filters: filtersJson(flags.list('filter')) },
+      // As the docker CLI does: the stored credentials of that registry, so a private one answers.
+      headers: { 'X-Registry-Auth': registryAuthHeader(authFor(domain)) },
     });
     const trunc = (s: string) => (flags.bool('no-trunc') || s.length <= 45 ? s : `${s.slice(0, 42)}...`);
     const rows = (results ?? []).map((r) => ({
