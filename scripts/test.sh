@@ -11,6 +11,7 @@ command -v podman >/dev/null 2>&1 || missing+=(podman)
 [ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/docker-compose ] || missing+=(docker-compose)
+[ -x /usr/bin/oci-image-tool ] || missing+=(oci-image-tool)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

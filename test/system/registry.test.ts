@@ -89,6 +89,25 @@ describe('push and pull through baleiad', () => {
     ok(inspect, 'skopeo inspect');
     assert.equal(JSON.parse(inspect.stdout).Digest, digest);
   });
+
+  test('skopeo copies what baleia pushed into an OCI layout that oci-image-tool validates', {
+    skip: (!existsSync('/usr/bin/skopeo') && 'skopeo is not installed') || (!existsSync('/usr/bin/oci-image-tool') && 'oci-image-tool is not installed'),
+  }, async () => {
+    const layout = path.join(daemon.dir, 'oci-layout');
+    ok(await runCommand('skopeo', ['copy', '--src-tls-verify=false', '--format', 'oci', `docker://${addr}/team/bb:1`, `oci:${layout}:bb`]), 'skopeo copy');
+    const validate = await runCommand('oci-image-tool', ['validate', '--type', 'image', '--ref', 'name=bb', layout]);
+    ok(validate, 'oci-image-tool validate');
+    assert.match(validate.stdout + validate.stderr, /validation succeeded/i);
+    // The validator is not a rubber stamp: a layout with one flipped byte in a blob fails.
+    const index = JSON.parse(readFileSync(path.join(layout, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
+    const manifestFile = path.join(layout, 'blobs', ...index.manifests[0]!.digest.split(':'));
+    const manifest = readFileSync(manifestFile);
+    const broken = Buffer.from(manifest.toString('utf8').replace('"schemaVersion": 2', '"schemaVersion":3').replace('"schemaVersion":2', '"schemaVersion":3'));
+    assert.notDeepEqual(broken, manifest);
+    writeFileSync(manifestFile, broken);
+    const refused = await runCommand('oci-image-tool', ['validate', '--type', 'image', '--ref', 'name=bb', layout]);
+    assert.notEqual(refused.code, 0, refused.stdout + refused.stderr);
+  });
 });
 
 describe('a private registry: login, logout and search through baleiad', () => {
