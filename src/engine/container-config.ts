@@ -64,6 +64,8 @@ export interface HostConfig extends Json {
   PidMode: string;
   UTSMode: string;
   ExtraHosts: string[] | null;
+  /** Legacy links, stored as `/linked:/linker/alias`. */
+  Links: string[] | null;
   Dns: string[] | null;
   DnsSearch: string[] | null;
   DnsOptions: string[] | null;
@@ -260,6 +262,7 @@ export function normalizeHostConfig(hc: Json, ncpu: number): HostConfig {
     PidMode: typeof hc.PidMode === 'string' ? hc.PidMode : '',
     UTSMode: typeof hc.UTSMode === 'string' ? hc.UTSMode : '',
     ExtraHosts: strings(hc.ExtraHosts),
+    Links: strings(hc.Links),
     Dns: strings(hc.Dns) ?? [],
     DnsSearch: strings(hc.DnsSearch) ?? [],
     DnsOptions: strings(hc.DnsOptions) ?? [],

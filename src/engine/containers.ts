@@ -32,6 +32,7 @@ import {
 import type { ImageStore, ImageRecord as ImageRecordLike } from '../image/index.js';
 import type { ContentStore } from '../content/index.js';
 import { hostsFile, resolvConf, usableHostResolvers, type NetworkManager } from '../network/index.js';
+import { linkEnv, linkHostsEntry, parseLink, storedLink, type Link, type ResolvedLink } from './links.js';
 import {
   archiveFromRoot,
   changes as layerChanges,
@@ -345,10 +346,11 @@ export class ContainerManager {
     const imageConfig = await this.#images.getConfig(image);
     const id = newId();
     const merged = mergeCreate({ id, body, imageConfig: ((imageConfig.config ?? {}) as Json), ncpu: this.#ncpu });
-    await this.#checkNetworkMode(merged.hostConfig.NetworkMode);
+    await this.#checkNetworkMode(merged.hostConfig.NetworkMode).catch(notFoundIsInvalid);
     logLimits(merged.hostConfig.LogConfig.Config);
     const finalName = name ?? `/${generateName((n) => this.#names.has(`/${n}`))}`;
     this.#checkNameFree(finalName);
+    merged.hostConfig.Links = this.#checkLinks(merged.hostConfig.Links, finalName);
     const dir = this.dir(id);
     const record: ContainerRecord = {
       Id: id,
@@ -372,7 +374,7 @@ export class ContainerManager {
     };
     const owner = new Owner();
     try {
-      record.MountPoints = await this.#resolveMounts(record, owner);
+      record.MountPoints = await this.#resolveMounts(record, owner).catch(notFoundIsInvalid);
       await fs.mkdir(dir, { recursive: true, mode: 0o710 });
       owner.defer(() => fs.rm(dir, { recursive: true, force: true }));
       // Reserve the name before any await that could let a second create take it.
@@ -523,6 +525,46 @@ export class ContainerManager {
     await this.#network.inspect(mode);
   }
 
+  /** `--link name[:alias]` at create: each linked container must exist; stored as Docker does. */
+  #checkLinks(links: string[] | null, linkerName: string): string[] | null {
+    if (!links || links.length === 0) return null;
+    return links.map((text) => {
+      let link: Link;
+      try {
+        link = parseLink(text);
+      } catch (err) {
+        throw invalidArgument((err as Error).message);
+      }
+      let target: ContainerRecord;
+      try {
+        target = this.#find(link.name).record;
+      } catch (err) {
+        if (isKind(err, 'NotFound')) throw invalidArgument(`could not get container for ${link.name}: No such container: ${link.name}`);
+        throw err;
+      }
+      if (`/${link.name}` !== target.Name) link = { ...link, name: target.Name.slice(1) };
+      if (target.Name === linkerName) throw invalidArgument(`Cannot link to ${linkerName}: a container cannot link to itself`);
+      return storedLink(link, linkerName);
+    });
+  }
+
+  /**
+   * The links of a starting container: each linked container must be running; its address is
+   * the one on a network both share (the default bridge for legacy links).
+   */
+  #resolveLinks(record: ContainerRecord): ResolvedLink[] {
+    const primary = record.HostConfig.NetworkMode === 'default' ? 'bridge' : record.HostConfig.NetworkMode;
+    return (record.HostConfig.Links ?? []).map((text) => {
+      const link = parseLink(text);
+      const target = this.#find(link.name).record;
+      if (!target.State.Running) throw conflict(`Cannot link to a non running container: ${target.Name} AS ${record.Name}/${link.alias}`);
+      const endpoints = this.#network.endpoints(target.Id);
+      const ip = endpoints[primary]?.IPAddress || Object.values(endpoints).find((e) => e.IPAddress)?.IPAddress;
+      if (!ip) throw conflict(`Cannot link to ${target.Name}: it has no address on the ${primary} network`);
+      return { ...link, id: target.Id, ip, exposedPorts: Object.keys(target.Config.ExposedPorts ?? {}), env: target.Config.Env ?? [] };
+    });
+  }
+
   /**
    * Joins the container to its networks before runc creates it: a netns with an endpoint on the
    * primary network (and on any other in EndpointsConfig) and its published ports.
@@ -642,11 +684,13 @@ export class ContainerManager {
       const cwd = record.Config.WorkingDir || '/';
       await ensureDirIn(rootfs, cwd);
       const networkMode = record.HostConfig.NetworkMode;
+      const links = this.#resolveLinks(record);
       const attached = await this.#attachNetworks(record, owner);
       mark('network');
-      await this.#writeEtcFiles(record, networkMode, attached);
+      await this.#writeEtcFiles(record, networkMode, attached, links);
       const volumeMounts = await this.#prepareMounts(record, rootfs, owner);
       const input = this.#specInput(record, rootfs, user, cwd, attached?.netns);
+      if (links.length > 0) input.env = mergeEnv(links.flatMap((l) => linkEnv(l, record.Name)), input.env);
       input.mounts = [...(input.mounts ?? []), ...volumeMounts];
       if (input.privileged) input.privilegedDevices = await hostDevices();
       const spec = buildSpec(input);
@@ -755,7 +799,7 @@ export class ContainerManager {
     };
   }
 
-  async #writeEtcFiles(record: ContainerRecord, networkMode: string, attached?: { ip?: string; gateway?: string }): Promise<void> {
+  async #writeEtcFiles(record: ContainerRecord, networkMode: string, attached?: { ip?: string; gateway?: string }, links: ResolvedLink[] = []): Promise<void> {
     const hostname = networkMode === 'host' ? os.hostname() : record.Config.Hostname;
     await fs.writeFile(record.HostnamePath, `${hostname}\n`);
     const extraHosts = (record.HostConfig.ExtraHosts ?? []).flatMap((extra) => {
@@ -766,6 +810,7 @@ export class ContainerManager {
       const ip = target === 'host-gateway' ? attached?.gateway ?? '127.0.0.1' : target;
       return [{ name: extra.slice(0, sep), ip }];
     });
+    extraHosts.push(...links.map(linkHostsEntry));
     let hosts: string;
     if (networkMode === 'host') hosts = (await readText('/etc/hosts')) + extraHosts.map((h) => `${h.ip}\t${h.name}\n`).join('');
     else hosts = hostsFile({ hostname: record.Config.Hostname, domainname: record.Config.Domainname || undefined, ip: attached?.ip, extraHosts });
@@ -1712,3 +1757,12 @@ const delay = (ms: number, signal?: AbortSignal) =>
   });
 
 export { shortId };
+
+/**
+ * At create, only a missing image may be NotFound: the docker CLI answers a 404 from create by
+ * pulling the image, so a missing network, container or volume source is an invalid argument.
+ */
+function notFoundIsInvalid(err: unknown): never {
+  if (isKind(err, 'NotFound')) throw invalidArgument((err as Error).message, { cause: err });
+  throw err;
+}
