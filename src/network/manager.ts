@@ -699,13 +699,15 @@ export class NetworkManager {
     const sb = this.#sandboxes.get(containerId);
     const file = sb?.netns ?? path.join(this.#dir.netns, containerId);
     if (sb) {
-      for (const ep of [...sb.endpoints].reverse()) await this.#cniDel(sb, ep);
+      // Each endpoint is its own interface in the netns: the plugins can delete them side by side.
+      await Promise.all(sb.endpoints.map((ep) => this.#cniDel(sb, ep)));
       for (const r of this.#reservations.get(containerId) ?? []) await r.close();
       this.#reservations.delete(containerId);
       this.#sandboxes.delete(containerId);
       if (sb.ports.length > 0) await this.#applyFirewall();
     }
-    await removeNetnsFile(file);
+    // No record and no file (host/none containers, a second removal): nothing to unmount.
+    if (sb || (await exists(file))) await removeNetnsFile(file);
     await fs.rm(path.join(this.#dir.sandboxes, `${containerId}.json`), { force: true });
   }
 
