@@ -57,6 +57,8 @@ export interface NetworkManagerOptions {
   bridgePrefix?: string;
   /** Directory of the CNI plugin binaries; default '/usr/lib/cni'. */
   cniPath?: string;
+  /** How long one CNI plugin call may take before it is killed and fails; default 30 s. */
+  cniTimeoutMs?: number;
   /** The iptables binary (`iptables`, `iptables-legacy`); `<it>-restore` must exist beside it. */
   iptables?: string;
   /** Where the embedded DNS forwards names it does not know; default: the host's resolv.conf. */
@@ -160,7 +162,7 @@ export class NetworkManager {
   constructor(options: NetworkManagerOptions) {
     this.#o = { cniPath: '/usr/lib/cni', bridgePrefix: 'br-', ...options };
     this.#log = options.logger ?? silentLogger;
-    this.#cni = new CniInvoker(this.#o.cniPath, this.#log);
+    this.#cni = new CniInvoker(this.#o.cniPath, { logger: this.#log, timeoutMs: options.cniTimeoutMs });
     this.#fw = new Firewall({ prefix: options.chainPrefix ?? 'BALEIA', iptables: options.iptables, logger: this.#log });
   }
 
