@@ -13,7 +13,7 @@ have iptables || need_pkgs+=(iptables)
 [ -x /usr/bin/tini-static ] || need_pkgs+=(tini)
 dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
 have ip || need_pkgs+=(iproute2)
-have python3 || need_pkgs+=(python3)
+[ -x /usr/bin/python3 ] || need_pkgs+=(python3)   # a pyenv shim on PATH is not Debian's python3 (tests bind-mount /usr)
 have zstd || need_pkgs+=(zstd)
 have ps || need_pkgs+=(procps)
 

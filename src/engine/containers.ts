@@ -566,15 +566,26 @@ export class ContainerManager {
   }
 
   /**
-   * Joins the container to its networks before runc creates it: a netns with an endpoint on the
-   * primary network (and on any other in EndpointsConfig) and its published ports.
+   * The container's network namespace, made before runc creates the container (the spec names
+   * it by path); undefined for host, none and container:<id>, where runc has nothing to join.
    */
-  async #attachNetworks(record: ContainerRecord, owner: Owner): Promise<{ netns: string; ip?: string; gateway?: string } | undefined> {
+  async #createSandbox(record: ContainerRecord, owner: Owner): Promise<string | undefined> {
     const mode = record.HostConfig.NetworkMode;
     if (mode === 'host' || mode === 'none' || mode.startsWith('container:')) return undefined;
+    const netns = await this.#network.createSandbox(record.Id);
+    owner.defer(() => this.#network.removeSandbox(record.Id));
+    return netns;
+  }
+
+  /**
+   * Joins the container's sandbox to its networks: an endpoint on the primary network (and on
+   * any other in EndpointsConfig), then its published ports. It may run while runc creates the
+   * container: the container's process only runs at `start`, so the interfaces must exist
+   * before start, not before create. The caller's owner removes the sandbox on failure.
+   */
+  async #attachNetworks(record: ContainerRecord): Promise<{ ip?: string; gateway?: string }> {
+    const mode = record.HostConfig.NetworkMode;
     const id = record.Id;
-    const netns = await this.#network.createSandbox(id);
-    owner.defer(() => this.#network.removeSandbox(id));
     const primary = mode === 'default' ? 'bridge' : mode;
     const configs = ((record.NetworkingConfig.EndpointsConfig ?? {}) as Record<string, Json | null>);
     const others = Object.keys(configs).filter((n) => n !== primary && n !== mode && n !== 'default');
@@ -604,7 +615,7 @@ export class ContainerManager {
         publishAll: Boolean(record.HostConfig.PublishAllPorts),
       });
     }
-    return { netns, ip, gateway };
+    return { ip, gateway };
   }
 
   /** Live connect (running) or recorded for the next start (created, stopped). */
@@ -669,7 +680,11 @@ export class ContainerManager {
     const t0 = performance.now();
     const phases: Record<string, number> = {};
     const mark = (phase: string) => (phases[phase] = Math.round(performance.now() - t0));
+    // The network namespace is made while the image is resolved and the rootfs mounted.
+    let sandbox: Promise<Settled<string | undefined>> | undefined;
+    let attaching: Promise<Settled<{ ip?: string; gateway?: string }>> | undefined;
     try {
+      sandbox = settle(this.#createSandbox(record, owner));
       const image = await this.#images.resolve(record.Image);
       const chain = await this.#images.ensureUnpacked(image);
       mark('image');
@@ -685,11 +700,23 @@ export class ContainerManager {
       await ensureDirIn(rootfs, cwd);
       const networkMode = record.HostConfig.NetworkMode;
       const links = this.#resolveLinks(record);
-      const attached = await this.#attachNetworks(record, owner);
-      mark('network');
-      await this.#writeEtcFiles(record, networkMode, attached, links);
+      const made = await sandbox;
+      if (!made.ok) throw made.error;
+      const netns = made.value;
+      mark('netns');
+      // The endpoints are plumbed (CNI ADD, published ports) while conmon and runc create the
+      // container, unless a net.* sysctl needs its interfaces when runc applies it at create.
+      const overlap = !Object.keys(record.HostConfig.Sysctls ?? {}).some((k) => k.startsWith('net.'));
+      if (netns) {
+        attaching = settle(this.#attachNetworks(record));
+        if (!overlap) await attaching;
+      }
+      // /etc/hosts and resolv.conf need the endpoints: until they are known the files only exist
+      // (runc bind-mounts them at create), and are written in place before start.
+      if (attaching) await this.#touchEtcFiles(record);
+      else await this.#writeEtcFiles(record, networkMode, undefined, links);
       const volumeMounts = await this.#prepareMounts(record, rootfs, owner);
-      const input = this.#specInput(record, rootfs, user, cwd, attached?.netns);
+      const input = this.#specInput(record, rootfs, user, cwd, netns);
       if (links.length > 0) input.env = mergeEnv(links.flatMap((l) => linkEnv(l, record.Name)), input.env);
       input.mounts = [...(input.mounts ?? []), ...volumeMounts];
       if (input.privileged) input.privilegedDevices = await hostDevices();
@@ -708,6 +735,12 @@ export class ContainerManager {
       live.inRuntime = true;
       owner.defer(() => (live.inRuntime = false));
       mark('create');
+      if (attaching) {
+        const attached = await attaching;
+        if (!attached.ok) throw attached.error;
+        mark('network');
+        await this.#writeEtcFiles(record, networkMode, attached.value, links);
+      }
       await this.#connectAttachers(live);
       if (live.consoleSize) await this.#runtime.resize(id, live.consoleSize).catch(() => {});
       mark('attach');
@@ -728,6 +761,9 @@ export class ContainerManager {
       this.#startHealth(live, { fresh: true });
       await this.#startRotator(live);
     } catch (err) {
+      // The sandbox's owner entry is there, and nothing plumbs it any more, before the owner disposes.
+      await sandbox;
+      await attaching;
       await owner.dispose();
       for (const s of live.sessions) s.close();
       live.sessions.clear();
@@ -799,6 +835,13 @@ export class ContainerManager {
     };
   }
 
+  /** Makes sure hostname, hosts and resolv.conf exist (runc bind-mounts them) without rewriting them. */
+  async #touchEtcFiles(record: ContainerRecord): Promise<void> {
+    const hostname = record.HostConfig.NetworkMode === 'host' ? os.hostname() : record.Config.Hostname;
+    await fs.writeFile(record.HostnamePath, `${hostname}\n`);
+    for (const file of [record.HostsPath, record.ResolvConfPath]) await (await fs.open(file, 'a')).close();
+  }
+
   async #writeEtcFiles(record: ContainerRecord, networkMode: string, attached?: { ip?: string; gateway?: string }, links: ResolvedLink[] = []): Promise<void> {
     const hostname = networkMode === 'host' ? os.hostname() : record.Config.Hostname;
     await fs.writeFile(record.HostnamePath, `${hostname}\n`);
@@ -859,16 +902,29 @@ export class ContainerManager {
         for (const s of live.sessions) s.close();
         live.sessions.clear();
         live.inRuntime = false;
-        await this.#runtime.delete(id, { force: true }).catch((err) =>
-          this.#log.warn('Cannot delete runtime state', { container: id, err: describeError(err) }),
-        );
-        await this.#snapshots.unmountContainer(id).catch((err) =>
-          this.#log.warn('Cannot unmount container rootfs', { container: id, err: describeError(err) }),
-        );
-        await this.#releaseVolumes(live.record);
-        await this.#network.removeSandbox(id).catch((err) =>
-          this.#log.warn('Cannot remove network sandbox', { container: id, err: describeError(err) }),
-        );
+        const t0 = performance.now();
+        const ms: Record<string, number> = {};
+        // The network sandbox goes while runc deletes the container: the endpoints do not need
+        // its processes gone (a veth is deleted whoever still sits in the netns), and both wait
+        // mostly on the kernel. Both are done before `die`, so before any waiter hears of it.
+        await Promise.all([
+          (async () => {
+            await this.#runtime.delete(id, { force: true }).catch((err) =>
+              this.#log.warn('Cannot delete runtime state', { container: id, err: describeError(err) }),
+            );
+            ms.runtime = Math.round(performance.now() - t0);
+            await this.#snapshots.unmountContainer(id).catch((err) =>
+              this.#log.warn('Cannot unmount container rootfs', { container: id, err: describeError(err) }),
+            );
+            await this.#releaseVolumes(live.record);
+            ms.unmount = Math.round(performance.now() - t0);
+          })(),
+          this.#network.removeSandbox(id).then(
+            () => (ms.network = Math.round(performance.now() - t0)),
+            (err) => this.#log.warn('Cannot remove network sandbox', { container: id, err: describeError(err) }),
+          ),
+        ]);
+        this.#log.debug('Container cleaned up', { container: id, ms });
         this.#markExited(live.record, exit.exitCode, exit.exitedAt, exit.oomKilled);
         await this.#save(live.record).catch(() => {});
         if (exit.oomKilled) this.#emit(live.record, 'oom');
@@ -1765,4 +1821,14 @@ export { shortId };
 function notFoundIsInvalid(err: unknown): never {
   if (isKind(err, 'NotFound')) throw invalidArgument((err as Error).message, { cause: err });
   throw err;
+}
+
+type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
+
+/** The outcome of `p` as a value: a failure met while the caller awaits something else is not an unhandled rejection. */
+function settle<T>(p: Promise<T>): Promise<Settled<T>> {
+  return p.then(
+    (value) => ({ ok: true as const, value }),
+    (error: unknown) => ({ ok: false as const, error }),
+  );
 }

@@ -549,6 +549,99 @@ test('a missing CNI plugin fails the connect clearly and leaves the sandbox clea
   }),
 );
 
+/**
+ * A CNI plugin dir of real executables: `static` is Debian's, `bridge` a script that runs
+ * Debian's bridge plugin unless the file `mode` says `fail` (a CNI error on ADD) or `hang` (ADD
+ * plumbs the veth, then never answers; DEL never answers). The pids of what it left waiting
+ * go to `pids`.
+ */
+async function scriptedPlugins(dir: string): Promise<{ dir: string; mode(m: '' | 'fail' | 'hang'): Promise<void>; pids(): Promise<number[]> }> {
+  await fs.mkdir(dir);
+  await fs.symlink('/usr/lib/cni/static', path.join(dir, 'static'));
+  await fs.writeFile(
+    path.join(dir, 'bridge'),
+    `#!/bin/sh
+mode=$(cat "$CNI_PATH/mode" 2>/dev/null)
+case "$CNI_COMMAND:$mode" in
+  ADD:fail) echo '{"cniVersion":"1.0.0","code":11,"msg":"cannot plumb","details":"the test plugin fails on purpose"}'; exit 1 ;;
+  ADD:hang) /usr/lib/cni/bridge >/dev/null; sleep 600 & echo $! >> "$CNI_PATH/pids"; wait; exit 0 ;;
+  DEL:hang) sleep 600 & echo $! >> "$CNI_PATH/pids"; wait; exit 0 ;;
+esac
+exec /usr/lib/cni/bridge
+`,
+    { mode: 0o755 },
+  );
+  return {
+    dir,
+    mode: (m) => fs.writeFile(path.join(dir, 'mode'), m),
+    pids: async () => (await fs.readFile(path.join(dir, 'pids'), 'utf8').catch(() => '')).split('\n').filter(Boolean).map(Number),
+  };
+}
+
+/** True once no process has `pid` (killed and reaped), within 5 s. */
+async function gone(pid: number): Promise<boolean> {
+  for (let i = 0; i < 50; i++) {
+    const status = await fs.readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+    if (!status || /^State:\s+Z/m.test(status)) return true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return false;
+}
+
+test('a CNI plugin that fails or hangs fails the connect clearly, is killed, leaves nothing plumbed and no address taken', { skip }, () =>
+  withEnv(async (env) => {
+    const plugins = await scriptedPlugins(path.join(env.dir, 'cni'));
+    const nm = new NetworkManager({ ...env.options, cniPath: plugins.dir, cniTimeoutMs: 1500 });
+    await nm.init();
+    const c = cid();
+    const ns = await nm.createSandbox(c);
+    const clean = async () => {
+      assert.deepEqual(nm.endpoints(c), {});
+      assert.deepEqual(await bridgePorts(), [], 'no veth left on the bridge');
+      assert.equal((await nsRun(ns, ['ip', 'link', 'show', 'eth0'], { allowFailure: true })).code, 1, 'no eth0 left in the netns');
+    };
+
+    await plugins.mode('fail');
+    await assert.rejects(
+      nm.connect(c, 'bridge', { name: 'c', hostname: 'c' }),
+      assertKind('Internal', /Cannot run CNI ADD with plugin "bridge" for interface "eth0": cannot plumb: the test plugin fails on purpose/),
+    );
+    await clean();
+
+    // The ADD plumbs the veth, then hangs; the DEL that undoes it hangs too: both are killed,
+    // and the interface goes with the netns's own `ip link del`.
+    await plugins.mode('hang');
+    const started = Date.now();
+    await assert.rejects(
+      nm.connect(c, 'bridge', { name: 'c', hostname: 'c' }),
+      assertKind('Unavailable', /Cannot run CNI ADD with plugin "bridge" for interface "eth0": no answer within 1.5 s, the plugin was killed/),
+    );
+    assert.ok(Date.now() - started < 20_000, 'the hung calls ended at their deadline');
+    const hung = await plugins.pids();
+    assert.equal(hung.length, 2, 'one hung ADD, one hung DEL');
+    for (const pid of hung) assert.ok(await gone(pid), `what the hung plugin forked (pid ${pid}) was killed with it`);
+    await clean();
+
+    await fs.rename(path.join(plugins.dir, 'static'), path.join(plugins.dir, 'static.off'));
+    await plugins.mode('');
+    await assert.rejects(nm.connect(c, 'bridge', { name: 'c', hostname: 'c' }), assertKind('Unavailable', /Cannot find CNI plugin "static"/));
+    await fs.rename(path.join(plugins.dir, 'static.off'), path.join(plugins.dir, 'static'));
+    await clean();
+
+    // Nothing of the failures holds an address: the first one of the subnet is free.
+    const ep = await nm.connect(c, 'bridge', { name: 'c', hostname: 'c' });
+    assert.equal(ep.IPAddress, `${net10(0)}.2`);
+    assert.equal((await nsRun(ns, ['ip', 'link', 'show', 'eth0'], { allowFailure: true })).code, 0);
+
+    await plugins.mode('hang');
+    await nm.removeSandbox(c);
+    assert.equal(await exists(ns), false, 'the netns is gone although its DEL hung');
+    assert.deepEqual(await bridgePorts(), [], 'the veth went with the netns');
+    for (const pid of await plugins.pids()) assert.ok(await gone(pid), `pid ${pid} was killed`);
+    await nm.shutdown();
+  }),
+);
+
 test('parallel connects get distinct addresses and a container on two networks resolves names of both', { skip }, () =>
   withEnv(async (env) => {
     const { nm } = env;

@@ -57,6 +57,8 @@ export interface NetworkManagerOptions {
   bridgePrefix?: string;
   /** Directory of the CNI plugin binaries; default '/usr/lib/cni'. */
   cniPath?: string;
+  /** How long one CNI plugin call may take before it is killed and fails; default 30 s. */
+  cniTimeoutMs?: number;
   /** The iptables binary (`iptables`, `iptables-legacy`); `<it>-restore` must exist beside it. */
   iptables?: string;
   /** Where the embedded DNS forwards names it does not know; default: the host's resolv.conf. */
@@ -160,7 +162,7 @@ export class NetworkManager {
   constructor(options: NetworkManagerOptions) {
     this.#o = { cniPath: '/usr/lib/cni', bridgePrefix: 'br-', ...options };
     this.#log = options.logger ?? silentLogger;
-    this.#cni = new CniInvoker(this.#o.cniPath, this.#log);
+    this.#cni = new CniInvoker(this.#o.cniPath, { logger: this.#log, timeoutMs: options.cniTimeoutMs });
     this.#fw = new Firewall({ prefix: options.chainPrefix ?? 'BALEIA', iptables: options.iptables, logger: this.#log });
   }
 
@@ -699,13 +701,15 @@ export class NetworkManager {
     const sb = this.#sandboxes.get(containerId);
     const file = sb?.netns ?? path.join(this.#dir.netns, containerId);
     if (sb) {
-      for (const ep of [...sb.endpoints].reverse()) await this.#cniDel(sb, ep);
+      // Each endpoint is its own interface in the netns: the plugins can delete them side by side.
+      await Promise.all(sb.endpoints.map((ep) => this.#cniDel(sb, ep)));
       for (const r of this.#reservations.get(containerId) ?? []) await r.close();
       this.#reservations.delete(containerId);
       this.#sandboxes.delete(containerId);
       if (sb.ports.length > 0) await this.#applyFirewall();
     }
-    await removeNetnsFile(file);
+    // No record and no file (host/none containers, a second removal): nothing to unmount.
+    if (sb || (await exists(file))) await removeNetnsFile(file);
     await fs.rm(path.join(this.#dir.sandboxes, `${containerId}.json`), { force: true });
   }
 

@@ -1,10 +1,14 @@
 /**
  * Networks through both CLIs: the default bridge, user networks with name/alias discovery and
- * live connect/disconnect, published ports from loopback, isolation, and a daemon killed and
- * restarted with published ports. Traffic stays on this machine: loopback and the test's bridges.
+ * live connect/disconnect, published TCP and UDP ports from loopback and from another netns,
+ * isolation, and a daemon killed and restarted with published ports. Traffic stays on this
+ * machine: loopback, the test's bridges and the client netns the tests make and remove.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import dgram from 'node:dgram';
+import { existsSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { bootstrapBusybox, enabledClients, hasDocker, startDaemon, type Daemon, type RunResult } from './harness.js';
@@ -31,6 +35,100 @@ async function freePort(): Promise<number> {
       s.close(() => resolve(port));
     });
   });
+}
+
+async function freeUdpPort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = dgram.createSocket('udp4');
+    s.bind(0, '127.0.0.1', () => {
+      const port = s.address().port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** The reply to one datagram sent to host:port over loopback, resent until an answer or 5 s. */
+function udpAsk(host: string, port: number, text: string): Promise<string> {
+  const sock = dgram.createSocket('udp4');
+  return new Promise<string>((resolve, reject) => {
+    const send = () => sock.send(text, port, host);
+    const resend = setInterval(send, 300);
+    const deadline = setTimeout(() => reject(new Error(`no UDP reply from ${host}:${port}`)), 5000);
+    sock.on('message', (m) => {
+      clearInterval(resend);
+      clearTimeout(deadline);
+      resolve(m.toString());
+    });
+    send();
+  }).finally(() => sock.close());
+}
+
+/**
+ * Another host: a netns joined to ours by a veth pair on a private /30, removed by `remove()`.
+ * `hostIp` is this host's address as the client sees it.
+ */
+function clientNetns(): { ns: string; hostIp: string; run(args: string[], timeoutMs?: number): string; remove(): void } {
+  const tag = Math.random().toString(16).slice(2, 6);
+  const ns = `btclient-${tag}`;
+  const [hostIf, peerIf] = [`btv${tag}a`, `btv${tag}b`];
+  const third = 200 + (parseInt(tag.slice(0, 2), 16) % 50);
+  const hostIp = `10.227.${third}.1`;
+  const remove = () => {
+    execFileSync('ip', ['link', 'del', hostIf], { stdio: 'ignore' });
+    execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+  };
+  try {
+    execFileSync('ip', ['netns', 'add', ns]);
+    execFileSync('ip', ['link', 'add', hostIf, 'type', 'veth', 'peer', 'name', peerIf]);
+    execFileSync('ip', ['link', 'set', peerIf, 'netns', ns]);
+    execFileSync('ip', ['addr', 'add', `${hostIp}/30`, 'dev', hostIf]);
+    execFileSync('ip', ['link', 'set', hostIf, 'up']);
+    execFileSync('ip', ['-n', ns, 'addr', 'add', `10.227.${third}.2/30`, 'dev', peerIf]);
+    execFileSync('ip', ['-n', ns, 'link', 'set', peerIf, 'up']);
+    execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+  } catch (err) {
+    try {
+      remove();
+    } catch {
+      // half made: what exists is gone now
+    }
+    throw err;
+  }
+  return {
+    ns,
+    hostIp,
+    run: (args, timeoutMs = 10_000) => execFileSync('ip', ['netns', 'exec', ns, ...args], { timeout: timeoutMs, stdio: 'pipe' }).toString(),
+    remove: () => {
+      try {
+        remove();
+      } catch {
+        // already gone
+      }
+    },
+  };
+}
+
+// A real UDP server: busybox has none (its nc has no -u), so the container runs the host's
+// python3 from bind mounts of /usr, /lib and /lib64 (Debian is merged-usr: /lib → usr/lib).
+const hostPython = '/usr/bin/python3';
+const noPython = existsSync(hostPython) ? false : `${hostPython} is missing (apt-get install python3)`;
+const udpEcho = (port: number) => [
+  '-v', '/usr:/usr:ro', '-v', '/lib:/lib:ro', '-v', '/lib64:/lib64:ro', 'busybox', hostPython, '-c',
+  `import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', ${port}))\nprint('ready', flush=True)\nwhile True:\n    data, peer = s.recvfrom(2048)\n    s.sendto(b'echo:' + data, peer)\n`,
+];
+/** The client in another netns: python3 sends one datagram (resent each second, 5 tries) and prints the reply. */
+const udpClient = (host: string, port: number, text: string) => [
+  hostPython, '-c',
+  `import socket, sys\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(1)\nfor _ in range(5):\n    s.sendto(b'${text}', ('${host}', ${port}))\n    try:\n        print(s.recv(2048).decode(), end='')\n        sys.exit(0)\n    except socket.timeout:\n        pass\nsys.exit(1)\n`,
+];
+
+async function waitForLog(c: (args: string[]) => Promise<RunResult>, name: string, text: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const logs = await c(['logs', name]);
+    if (logs.stdout.includes(text)) return;
+    await sleep(100);
+  }
+  throw new Error(`${name} did not log "${text}"`);
 }
 
 const clients: Array<{ name: string; cmd: (d: Daemon, args: string[]) => Promise<RunResult> }> = [];
@@ -113,6 +211,26 @@ describe('networks', () => {
       ok(await c(['rm', '-f', `pub-${n}`, `rand-${n}`, `taken-${n}`]), 'rm');
     });
 
+    test(`${n}: a published UDP port answers on loopback; port and inspect show it as Docker does`, { skip: noPython }, async () => {
+      ok(await c(['run', '-d', '--name', `udp-${n}`, '-p', '127.0.0.1::5353/udp', ...udpEcho(5353)]), 'run -p udp');
+      try {
+        await waitForLog(c, `udp-${n}`, 'ready');
+        const info = JSON.parse((await c(['inspect', `udp-${n}`])).stdout)[0];
+        assert.deepEqual(info.HostConfig.PortBindings, { '5353/udp': [{ HostIp: '127.0.0.1', HostPort: '' }] });
+        const bound = info.NetworkSettings.Ports['5353/udp'];
+        assert.equal(bound.length, 1);
+        assert.equal(bound[0].HostIp, '127.0.0.1');
+        const port = Number(bound[0].HostPort);
+        assert.ok(port >= 32768, `random port ${port}`);
+        assert.equal((await c(['port', `udp-${n}`])).stdout.trim(), `5353/udp -> 127.0.0.1:${port}`);
+        assert.equal((await c(['port', `udp-${n}`, '5353/udp'])).stdout.trim(), `127.0.0.1:${port}`);
+        assert.equal(await udpAsk('127.0.0.1', port, `hello-${n}`), `echo:hello-${n}`);
+        assert.equal(await udpAsk('127.0.0.1', port, 'again'), 'echo:again');
+      } finally {
+        ok(await c(['rm', '-f', `udp-${n}`]), 'rm');
+      }
+    });
+
     test(`${n}: different user networks are isolated; --internal has no route out`, async () => {
       ok(await c(['network', 'create', `left-${n}`]), 'left');
       ok(await c(['network', 'create', `right-${n}`]), 'right');
@@ -132,41 +250,39 @@ describe('networks', () => {
   }
 
   test('a published port answers another host (a client netns); a 127.0.0.1 one does not', async () => {
-    const { execFileSync } = await import('node:child_process');
-    // Another host: a netns joined to ours by a veth pair on a private /30 of the test's own.
-    const tag = Math.random().toString(16).slice(2, 6);
-    const ns = `btclient-${tag}`;
-    const [hostIf, peerIf] = [`btv${tag}a`, `btv${tag}b`];
-    const third = 200 + (parseInt(tag.slice(0, 2), 16) % 50);
-    const hostIp = `10.227.${third}.1`;
-    const tcpPort = await freePort();
+    const client = clientNetns();
     try {
-      execFileSync('ip', ['netns', 'add', ns]);
-      execFileSync('ip', ['link', 'add', hostIf, 'type', 'veth', 'peer', 'name', peerIf]);
-      execFileSync('ip', ['link', 'set', peerIf, 'netns', ns]);
-      execFileSync('ip', ['addr', 'add', `${hostIp}/30`, 'dev', hostIf]);
-      execFileSync('ip', ['link', 'set', hostIf, 'up']);
-      execFileSync('ip', ['-n', ns, 'addr', 'add', `10.227.${third}.2/30`, 'dev', peerIf]);
-      execFileSync('ip', ['-n', ns, 'link', 'set', peerIf, 'up']);
-      execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+      const tcpPort = await freePort();
       ok(await daemon.cli(['run', '-d', '--name', 'remote', '-p', `${tcpPort}:80`, ...httpd('seen-from-afar')]), 'run');
       await sleep(500);
-      const fetched = execFileSync('ip', ['netns', 'exec', ns, '/bin/busybox', 'wget', '-qO-', `http://${hostIp}:${tcpPort}/index.html`], { timeout: 10_000 }).toString();
+      const fetched = client.run(['/bin/busybox', 'wget', '-qO-', `http://${client.hostIp}:${tcpPort}/index.html`]);
       assert.equal(fetched, 'seen-from-afar\n');
       // A 127.0.0.1 binding is not offered to other hosts.
       ok(await daemon.cli(['run', '-d', '--name', 'local-only', '-p', `127.0.0.1:${await freePort()}:80`, ...httpd('local')]), 'run local');
       const localPort = JSON.parse((await daemon.cli(['inspect', 'local-only'])).stdout)[0].NetworkSettings.Ports['80/tcp'][0].HostPort;
-      let refused = false;
-      try {
-        execFileSync('ip', ['netns', 'exec', ns, '/bin/busybox', 'sh', '-c', `timeout 3 wget -qO- http://${hostIp}:${localPort}/index.html; exit $?`], { timeout: 10_000, stdio: 'pipe' });
-      } catch {
-        refused = true;
-      }
-      assert.ok(refused, 'a 127.0.0.1 port answered another host');
+      assert.throws(() => client.run(['/bin/busybox', 'sh', '-c', `timeout 3 wget -qO- http://${client.hostIp}:${localPort}/index.html; exit $?`]), 'a 127.0.0.1 port answered another host');
     } finally {
       await daemon.cli(['rm', '-f', 'remote', 'local-only']);
-      execFileSync('ip', ['link', 'del', hostIf], { stdio: 'ignore' });
-      execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+      client.remove();
+    }
+  });
+
+  test('a published UDP port answers another host (a client netns); a 127.0.0.1 one does not', { skip: noPython }, async () => {
+    const client = clientNetns();
+    try {
+      const port = await freeUdpPort();
+      ok(await daemon.cli(['run', '-d', '--name', 'udp-remote', '-p', `${port}:7777/udp`, ...udpEcho(7777)]), 'run');
+      await waitForLog((args) => daemon.cli(args), 'udp-remote', 'ready');
+      assert.equal(client.run(udpClient(client.hostIp, port, 'from-afar'), 20_000), 'echo:from-afar');
+      assert.equal(await udpAsk('127.0.0.1', port, 'from-here'), 'echo:from-here', 'a 0.0.0.0 binding answers loopback too');
+      ok(await daemon.cli(['run', '-d', '--name', 'udp-local', '-p', '127.0.0.1::7777/udp', ...udpEcho(7777)]), 'run local');
+      await waitForLog((args) => daemon.cli(args), 'udp-local', 'ready');
+      const localPort = Number(JSON.parse((await daemon.cli(['inspect', 'udp-local'])).stdout)[0].NetworkSettings.Ports['7777/udp'][0].HostPort);
+      assert.equal(await udpAsk('127.0.0.1', localPort, 'near'), 'echo:near');
+      assert.throws(() => client.run(udpClient(client.hostIp, localPort, 'far'), 20_000), 'a 127.0.0.1 UDP port answered another host');
+    } finally {
+      await daemon.cli(['rm', '-f', 'udp-remote', 'udp-local']);
+      client.remove();
     }
   });
 
