@@ -680,7 +680,8 @@ export class ContainerManager {
     const t0 = performance.now();
     const phases: Record<string, number> = {};
     const mark = (phase: string) => (phases[phase] = Math.round(performance.now() - t0));
-    // The network namespace is made while the image is resolved and the rootfs mounted.
+    // Network work runs beside the rest: the netns is made while the rootfs mounts, the endpoints
+    // are plumbed while runc creates the container (below).
     let sandbox: Promise<Settled<string | undefined>> | undefined;
     let attaching: Promise<Settled<{ ip?: string; gateway?: string }>> | undefined;
     try {
@@ -835,11 +836,9 @@ export class ContainerManager {
     };
   }
 
-  /** Makes sure hostname, hosts and resolv.conf exist (runc bind-mounts them) without rewriting them. */
+  /** Makes sure hostname, hosts and resolv.conf exist (runc bind-mounts them) without writing them. */
   async #touchEtcFiles(record: ContainerRecord): Promise<void> {
-    const hostname = record.HostConfig.NetworkMode === 'host' ? os.hostname() : record.Config.Hostname;
-    await fs.writeFile(record.HostnamePath, `${hostname}\n`);
-    for (const file of [record.HostsPath, record.ResolvConfPath]) await (await fs.open(file, 'a')).close();
+    for (const file of [record.HostnamePath, record.HostsPath, record.ResolvConfPath]) await (await fs.open(file, 'a')).close();
   }
 
   async #writeEtcFiles(record: ContainerRecord, networkMode: string, attached?: { ip?: string; gateway?: string }, links: ResolvedLink[] = []): Promise<void> {

@@ -15,9 +15,12 @@
  *                                                     // namespace gets `path: netns`
  *   await nm.connect(id, 'bridge', { name: 'web', hostname: 'web', aliases: ['www'] });
  *   const ports = await nm.publish(id, hostConfig.PortBindings, { exposed, publishAll });
+ *                                                     // connect and publish before `runc start`
+ *                                                     // (the engine runs them during `runc create`)
  *   resolvConf({ nameservers: [nm.dnsServerFor(id) ?? ...hostResolvers] })  // into the container
  *   ...                                               // running: connect/disconnect live
- *   await nm.removeSandbox(id);                       // after the container stopped
+ *   await nm.removeSandbox(id);                       // after the container stopped (the engine
+ *                                                     // runs it beside `runc delete`)
  *   await nm.shutdown();                              // daemon stop: DNS off, rules stay
  *
  * Network modes: `host` → no sandbox (the spec keeps the host netns); `none` → createSandbox only;

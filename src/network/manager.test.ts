@@ -13,7 +13,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { BaleiaError, describeError, run } from '../lib/index.js';
+import { BaleiaError, createLogger, describeError, run } from '../lib/index.js';
 import { NetworkManager, type NetworkManagerOptions } from './index.js';
 
 const tag = randomBytes(3).toString('hex'); // unique per run: bridge names, chains, subnets
@@ -639,6 +639,42 @@ test('a CNI plugin that fails or hangs fails the connect clearly, is killed, lea
     assert.deepEqual(await bridgePorts(), [], 'the veth went with the netns');
     for (const pid of await plugins.pids()) assert.ok(await gone(pid), `pid ${pid} was killed`);
     await nm.shutdown();
+  }),
+);
+
+test('removeSandbox leaves no veth, netns mount or record, also when a crash had unmounted the netns already', { skip }, () =>
+  withEnv(async (env) => {
+    const warnings: string[] = [];
+    const nm = new NetworkManager({ ...env.options, logger: createLogger({ level: 'warn', write: (l) => warnings.push(l) }) });
+    env.nm = nm;
+    await nm.init();
+    await nm.create({ Name: 'two', IPAM: { Config: [{ Subnet: `${net10(180)}.0/24` }] } });
+    const mounted = async (file: string) => (await fs.readFile('/proc/self/mountinfo', 'utf8')).includes(` ${file} `);
+
+    // Two endpoints: the plugins delete them side by side while the netns is unmounted.
+    const a = cid();
+    const nsA = await nm.createSandbox(a);
+    await nm.connect(a, 'bridge', { name: 'a', hostname: 'a' });
+    await nm.connect(a, 'two', { name: 'a', hostname: 'a' });
+    assert.equal((await bridgePorts()).length, 2);
+    await nm.removeSandbox(a);
+    assert.deepEqual(await bridgePorts(), [], 'both veths are gone when removeSandbox returns');
+    assert.equal(await mounted(nsA), false);
+    assert.equal(await exists(nsA), false);
+    assert.equal(await exists(path.join(env.options.root, 'networks', 'sandboxes', `${a}.json`)), false);
+
+    // A daemon that died after unmounting the netns but before removing the record.
+    const b = cid();
+    const nsB = await nm.createSandbox(b);
+    await nm.connect(b, 'bridge', { name: 'b', hostname: 'b' });
+    await run('umount', [nsB]);
+    await nm.removeSandbox(b);
+    assert.equal(await exists(nsB), false);
+    assert.deepEqual(nm.endpoints(b), {});
+    // The veth went with its netns, in the kernel's own time.
+    for (let i = 0; i < 50 && (await bridgePorts()).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(await bridgePorts(), []);
+    assert.deepEqual(warnings, [], 'no plugin was handed a file that is no netns');
   }),
 );
 

@@ -701,15 +701,26 @@ export class NetworkManager {
     const sb = this.#sandboxes.get(containerId);
     const file = sb?.netns ?? path.join(this.#dir.netns, containerId);
     if (sb) {
-      // Each endpoint is its own interface in the netns: the plugins can delete them side by side.
-      await Promise.all(sb.endpoints.map((ep) => this.#cniDel(sb, ep)));
+      // The plugins reach the netns through an fd of ours, so its bind mount goes meanwhile (an
+      // open fd keeps a mount busy: it is detached, and freed with the fd); each endpoint is its
+      // own interface, so the plugins delete them side by side.
+      const held = sb.endpoints.length > 0 ? await holdNetns(sb.netns) : undefined;
+      const unmounted = removeNetnsFile(file, { lazy: held !== undefined });
+      try {
+        await Promise.all(sb.endpoints.map((ep) => this.#cniDel(sb, ep, { netns: held?.path ?? '' })));
+      } finally {
+        await held?.close();
+        await unmounted;
+      }
       for (const r of this.#reservations.get(containerId) ?? []) await r.close();
       this.#reservations.delete(containerId);
       this.#sandboxes.delete(containerId);
       if (sb.ports.length > 0) await this.#applyFirewall();
+    } else if (await exists(file)) {
+      // A netns file without a record (a crash before it was written). Host and none containers,
+      // and a second removal, have neither: nothing to unmount.
+      await removeNetnsFile(file);
     }
-    // No record and no file (host/none containers, a second removal): nothing to unmount.
-    if (sb || (await exists(file))) await removeNetnsFile(file);
     await fs.rm(path.join(this.#dir.sandboxes, `${containerId}.json`), { force: true });
   }
 
@@ -728,10 +739,12 @@ export class NetworkManager {
     }
   }
 
-  async #cniDel(sb: SandboxRecord, ep: EndpointRecord): Promise<void> {
+  /** CNI DEL of one endpoint; `netns` replaces the sandbox's path ('' when there is no netns). */
+  async #cniDel(sb: SandboxRecord, ep: EndpointRecord, options: { netns?: string } = {}): Promise<void> {
     const n = this.#networks.get(ep.networkId);
     if (!n) return;
-    const netns = (await exists(sb.netns)) ? sb.netns : '';
+    // A netns file a crash left unmounted is a plain file: the plugin gets no netns then.
+    const netns = options.netns ?? ((await isNetns(sb.netns)) ? sb.netns : '');
     try {
       await this.#cni.exec({ command: 'DEL', containerId: sb.containerId, netns, ifname: ep.ifname, config: this.#cniConfig(n, ep) });
     } catch (err) {
@@ -1071,8 +1084,27 @@ async function deleteLink(name: string): Promise<void> {
   await run('ip', ['link', 'del', 'dev', name], { allowFailure: true });
 }
 
-async function removeNetnsFile(file: string): Promise<void> {
-  await run('umount', [file], { allowFailure: true });
+/** statfs(2) magic of nsfs: the file is a bind-mounted namespace, not the empty file under it. */
+const NSFS_MAGIC = 0x6e736673;
+
+async function isNetns(file: string): Promise<boolean> {
+  return (await fs.statfs(file).catch(() => undefined))?.type === NSFS_MAGIC;
+}
+
+/**
+ * Holds a network namespace by an open fd of ours: other processes (the CNI plugins) reach it as
+ * /proc/<our pid>/fd/<n> as long as the fd is open, also once its bind mount is gone.
+ */
+async function holdNetns(file: string): Promise<{ path: string; close(): Promise<void> } | undefined> {
+  if (!(await isNetns(file))) return undefined;
+  const handle = await fs.open(file, 'r').catch(() => undefined);
+  if (!handle) return undefined;
+  return { path: `/proc/${process.pid}/fd/${handle.fd}`, close: () => handle.close() };
+}
+
+/** Unmounts and deletes a netns file; `lazy` detaches a mount an open fd still keeps busy. */
+async function removeNetnsFile(file: string, options: { lazy?: boolean } = {}): Promise<void> {
+  await run('umount', [...(options.lazy ? ['--lazy'] : []), file], { allowFailure: true });
   await fs.rm(file, { force: true }).catch(() => {});
 }
 

@@ -231,6 +231,21 @@ describe('networks', () => {
       }
     });
 
+    test(`${n}: a container starts with its address in /etc/hosts and eth0 up; a sysctl of eth0 applies at create`, async () => {
+      // The endpoint is plumbed while runc creates the container: its files and interface must
+      // still be complete when the process starts, and a net.* sysctl waits for the interface.
+      const r = await c(['run', '--rm', '--hostname', `h-${n}`, 'busybox', 'sh', '-c', 'grep h- /etc/hosts; ip -4 -o addr show eth0; ip route | grep default']);
+      ok(r, 'run');
+      const [hosts, addr, route] = r.stdout.trim().split('\n');
+      const ip = /inet (\d+\.\d+\.\d+\.\d+)\//.exec(addr ?? '')?.[1];
+      assert.ok(ip, r.stdout);
+      assert.equal(hosts, `${ip}\th-${n}`);
+      assert.match(route ?? '', /^default via /);
+      const sysctl = await c(['run', '--rm', '--sysctl', 'net.ipv4.conf.eth0.rp_filter=2', 'busybox', 'cat', '/proc/sys/net/ipv4/conf/eth0/rp_filter']);
+      ok(sysctl, 'run --sysctl');
+      assert.equal(sysctl.stdout, '2\n');
+    });
+
     test(`${n}: different user networks are isolated; --internal has no route out`, async () => {
       ok(await c(['network', 'create', `left-${n}`]), 'left');
       ok(await c(['network', 'create', `right-${n}`]), 'right');
