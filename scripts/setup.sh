@@ -16,6 +16,7 @@ have ip || need_pkgs+=(iproute2)
 [ -x /usr/bin/python3 ] || need_pkgs+=(python3)   # a pyenv shim on PATH is not Debian's python3 (tests bind-mount /usr)
 have zstd || need_pkgs+=(zstd)
 have ps || need_pkgs+=(procps)
+have conntrack || need_pkgs+=(conntrack)   # forgets UDP flows of unpublished ports
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

@@ -641,6 +641,7 @@ export class NetworkManager {
         sb.unpublished = plan.unpublished;
         await this.#saveSandbox(sb);
         await this.#applyFirewall();
+        await forgetUdpFlows(records);
       } catch (err) {
         for (const r of held) await r.close();
         sb.ports = [];
@@ -668,9 +669,11 @@ export class NetworkManager {
     for (const r of this.#reservations.get(sb.containerId) ?? []) await r.close();
     this.#reservations.delete(sb.containerId);
     if (sb.ports.length === 0) return;
+    const gone = sb.ports;
     sb.ports = [];
     await this.#saveSandbox(sb);
     await this.#applyFirewall();
+    await forgetUdpFlows(gone);
   }
 
   /** NetworkSettings.Networks, keyed by network name. */
@@ -715,7 +718,10 @@ export class NetworkManager {
       for (const r of this.#reservations.get(containerId) ?? []) await r.close();
       this.#reservations.delete(containerId);
       this.#sandboxes.delete(containerId);
-      if (sb.ports.length > 0) await this.#applyFirewall();
+      if (sb.ports.length > 0) {
+        await this.#applyFirewall();
+        await forgetUdpFlows(sb.ports);
+      }
     } else if (await exists(file)) {
       // A netns file without a record (a crash before it was written). Host and none containers,
       // and a second removal, have neither: nothing to unmount.
@@ -1154,4 +1160,24 @@ function parseUpstream(s: string): Upstream {
   const m = /^\[?([^\]]+?)\]?(?::(\d+))?$/.exec(s);
   if (s.includes(':') && !s.includes('[') && s.split(':').length > 2) return { host: s, port: 53 };
   return { host: m?.[1] ?? s, port: m?.[2] ? Number(m[2]) : 53 };
+}
+
+/**
+ * Drops the kernel's conntrack entries of published UDP ports. A UDP "flow" lives as long as
+ * datagrams keep coming (30 s, 180 s once answered), and its NAT was decided by its first
+ * packet: without this, a client that keeps its source port goes on reaching the address of a
+ * container that is gone, even once another container publishes the same port. TCP needs
+ * nothing: a new connection is a new flow. Uses conntrack(8) from conntrack-tools; without it
+ * the entries only expire.
+ */
+async function forgetUdpFlows(ports: PortRecord[]): Promise<void> {
+  const udp = ports.filter((p) => p.proto === 'udp');
+  if (udp.length === 0) return;
+  await Promise.all(
+    udp.map((p) =>
+      run('conntrack', ['-D', '-p', 'udp', '--orig-port-dst', String(p.hostPort), ...(p.hostIp && p.hostIp !== '0.0.0.0' ? ['--orig-dst', p.hostIp] : [])], { allowFailure: true })
+        // Missing tool: nothing to do but wait for the entries to expire.
+        .catch(() => undefined),
+    ),
+  );
 }

@@ -112,9 +112,9 @@ function clientNetns(): { ns: string; hostIp: string; run(args: string[], timeou
 // python3 from bind mounts of /usr, /lib and /lib64 (Debian is merged-usr: /lib → usr/lib).
 const hostPython = '/usr/bin/python3';
 const noPython = existsSync(hostPython) ? false : `${hostPython} is missing (apt-get install python3)`;
-const udpEcho = (port: number) => [
+const udpEcho = (port: number, tag = 'echo') => [
   '-v', '/usr:/usr:ro', '-v', '/lib:/lib:ro', '-v', '/lib64:/lib64:ro', 'busybox', hostPython, '-c',
-  `import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', ${port}))\nprint('ready', flush=True)\nwhile True:\n    data, peer = s.recvfrom(2048)\n    s.sendto(b'echo:' + data, peer)\n`,
+  `import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', ${port}))\nprint('ready', flush=True)\nwhile True:\n    data, peer = s.recvfrom(2048)\n    s.sendto(b'${tag}:' + data, peer)\n`,
 ];
 /** The client in another netns: python3 sends one datagram (resent each second, 5 tries) and prints the reply. */
 const udpClient = (host: string, port: number, text: string) => [
@@ -298,6 +298,47 @@ describe('networks', () => {
     } finally {
       await daemon.cli(['rm', '-f', 'udp-remote', 'udp-local']);
       client.remove();
+    }
+  });
+
+  test('a UDP client that keeps its source port reaches the container that publishes the port now, not the removed one', { skip: noPython }, async () => {
+    const port = await freeUdpPort();
+    // One client socket for the whole test: its flow (and the NAT the kernel chose for it) lives
+    // as long as it keeps sending, unless the daemon forgets it when the port changes hands.
+    const sock = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', () => resolve()));
+    const ask = (text: string, ms: number) =>
+      new Promise<string>((resolve, reject) => {
+        const send = () => sock.send(text, port, '127.0.0.1');
+        const resend = setInterval(send, 200);
+        const deadline = setTimeout(() => {
+          clearInterval(resend);
+          sock.removeAllListeners('message');
+          reject(new Error(`no UDP reply to ${text} within ${ms} ms`));
+        }, ms);
+        sock.once('message', (m) => {
+          clearInterval(resend);
+          clearTimeout(deadline);
+          resolve(m.toString());
+        });
+        send();
+      });
+    try {
+      ok(await daemon.cli(['run', '-d', '--name', 'udp-first', '-p', `127.0.0.1:${port}:6000/udp`, ...udpEcho(6000, 'first')]), 'run first');
+      await waitForLog((args) => daemon.cli(args), 'udp-first', 'ready');
+      assert.equal(await ask('one', 5000), 'first:one');
+      const ipOf = async (name: string) => (await daemon.cli(['inspect', '-f', '{{.NetworkSettings.IPAddress}}', name])).stdout.trim();
+      const firstIp = await ipOf('udp-first');
+      ok(await daemon.cli(['rm', '-f', 'udp-first']), 'rm first');
+      // Another container takes the freed address, so the new publisher has another one.
+      ok(await daemon.cli(['run', '-d', '--name', 'udp-filler', 'busybox', 'sleep', '60']), 'run filler');
+      ok(await daemon.cli(['run', '-d', '--name', 'udp-second', '-p', `127.0.0.1:${port}:6000/udp`, ...udpEcho(6000, 'second')]), 'run second');
+      assert.notEqual(await ipOf('udp-second'), firstIp);
+      await waitForLog((args) => daemon.cli(args), 'udp-second', 'ready');
+      assert.equal(await ask('two', 5000), 'second:two');
+    } finally {
+      sock.close();
+      await daemon.cli(['rm', '-f', 'udp-first', 'udp-second', 'udp-filler']);
     }
   });
 
