@@ -236,11 +236,55 @@ test('decompressIfNeeded passes plain tars and inflates gzip and zstd', async ()
     return Buffer.concat(parts);
   };
   assert.deepEqual(await collect(decompressIfNeeded(Readable.from([tar]))), tar);
-  assert.deepEqual(await collect(decompressIfNeeded(Readable.from([gzipSync(tar)]))), tar);
+  // gzip through igzip when it is installed (auto) and through Node's zlib, in small pieces too.
+  const big = await makeTar([{ name: 'big', content: 'x'.repeat(3 << 20) + 'end' }, { name: 'f', content: 'data' }]);
+  const gz = gzipSync(big);
+  const pieces = Array.from({ length: Math.ceil(gz.length / 1000) }, (_, i) => gz.subarray(i * 1000, (i + 1) * 1000));
+  for (const gunzip of ['auto', 'zlib'] as const) {
+    assert.deepEqual(await collect(decompressIfNeeded(Readable.from([gzipSync(tar)]), { gunzip })), tar, gunzip);
+    assert.deepEqual(await collect(decompressIfNeeded(Readable.from(pieces), { gunzip })), big, gunzip);
+    await assert.rejects(collect(decompressIfNeeded(Readable.from([gzipSync(tar).subarray(0, 20)]), { gunzip })), /corrupt or truncated/, gunzip);
+    const flipped = Buffer.from(gz);
+    flipped[flipped.length - 6]! ^= 0xff; // the CRC: every byte inflates, the check fails
+    await assert.rejects(collect(decompressIfNeeded(Readable.from([flipped]), { gunzip })), /corrupt or truncated/, gunzip);
+    // A failing input is the error that surfaces, not a truncation the decompressor saw.
+    const failing = Readable.from((async function* () { yield gz.subarray(0, 5000); throw new Error('connection reset'); })());
+    await assert.rejects(collect(decompressIfNeeded(failing, { gunzip })), /connection reset/, gunzip);
+  }
   const zst = await run('sh', ['-c', 'zstd -q -c | base64 -w0'], { input: tar });
   assert.deepEqual(await collect(decompressIfNeeded(Readable.from([Buffer.from(zst.stdout, 'base64')]))), tar);
   assert.deepEqual(await collect(decompressIfNeeded(Readable.from([]))), Buffer.alloc(0));
-  await assert.rejects(collect(decompressIfNeeded(Readable.from([gzipSync(tar).subarray(0, 20)]))), /corrupt or truncated/);
+});
+
+test('applyLayer keeps nothing when the caller refuses the layer just before it is committed', async () => {
+  await withSnapshotter(async (snaps, root) => {
+    const tar = await makeTar([{ name: 'etc' }, { name: 'etc/x', content: 'x' }]);
+    const chain = sha(tar);
+    let asked = 0;
+    await assert.rejects(
+      snaps.applyLayer(chain, Readable.from([tar]), {
+        expectedDiffId: sha(tar),
+        beforeCommit: async () => {
+          asked++;
+          throw new Error('the blob did not match its digest');
+        },
+      }),
+      /did not match/,
+    );
+    assert.equal(asked, 1);
+    assert.equal(await snaps.hasLayer(chain), false);
+    assert.deepEqual(await fs.readdir(path.join(root, 'snapshots', 'layers')), []);
+    // A diff ID mismatch is found before the caller is asked.
+    await assert.rejects(
+      snaps.applyLayer(chain, Readable.from([tar]), { expectedDiffId: sha(Buffer.from('other')), beforeCommit: async () => void asked++ }),
+      /diff ID mismatch/,
+    );
+    assert.equal(asked, 1);
+    const info = await snaps.applyLayer(chain, Readable.from([tar]), { expectedDiffId: sha(tar), beforeCommit: async () => void asked++ });
+    assert.equal(asked, 2);
+    assert.equal(info.diffId, sha(tar));
+    assert.equal(await fs.readFile(path.join(snaps.layerPath(chain), 'etc', 'x'), 'utf8'), 'x');
+  });
 });
 
 test('a container with many layers mounts within the option limit, and one with none mounts too', async () => {
