@@ -194,6 +194,33 @@ for (const [what, entries, message] of escapes) {
   });
 }
 
+test('owners stay right under a setgid directory and when an entry comes twice', async () => {
+  await withSnapshotter(async (snaps) => {
+    const tar = await makeTar([
+      { name: 'mail', mode: 0o2775, uid: 0, gid: 8 },
+      { name: 'mail/root-file', content: 'r', uid: 0, gid: 0 },
+      { name: 'mail/sub/deep', content: 'd', uid: 0, gid: 0 },
+      { name: 'dir', uid: 1000, gid: 1000 },
+      { name: 'dir', uid: 0, gid: 0, mode: 0o700 },
+      { name: 'f', content: 'first', uid: 5, gid: 5 },
+      { name: 'f', content: 'second', uid: 0, gid: 0 },
+      { name: 'l', type: 'symlink', linkname: '/etc/passwd' },
+      { name: 'l', content: 'a file now, not written through the link' },
+    ]);
+    await snaps.applyLayer(sha(tar), Readable.from([tar]));
+    const at = (p: string) => fs.lstat(path.join(snaps.layerPath(sha(tar)), p));
+    assert.equal((await at('mail')).gid, 8);
+    assert.equal((await at('mail')).mode & 0o7777, 0o2775);
+    assert.equal((await at('mail/root-file')).gid, 0);
+    assert.equal((await at('mail/sub/deep')).gid, 0);
+    assert.deepEqual([(await at('dir')).uid, (await at('dir')).gid, (await at('dir')).mode & 0o7777], [0, 0, 0o700]);
+    assert.deepEqual([(await at('f')).uid, (await at('f')).gid], [0, 0]);
+    assert.equal(await fs.readFile(path.join(snaps.layerPath(sha(tar)), 'f'), 'utf8'), 'second');
+    assert.ok((await at('l')).isFile());
+    assert.equal(await fs.readFile(path.join(snaps.layerPath(sha(tar)), 'l'), 'utf8'), 'a file now, not written through the link');
+  });
+});
+
 test('a truncated layer is refused and nothing remains', async () => {
   await withSnapshotter(async (snaps, root) => {
     const tar = await makeTar([{ name: 'big', content: 'x'.repeat(5000) }]);

@@ -573,13 +573,34 @@ async function extract(root: string, tar: AsyncIterable<Buffer>, sys: Sys, signa
   let size = 0;
   const verified = new Set<string>();
   const dirTimes = new Map<string, number>();
+  // A new inode gets our uid/gid, or the gid of a setgid parent: chown only when that differs
+  // from the entry's owner (one syscall less per entry for the usual root:root layer).
+  const self = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+  const setgidDirs = new Set<string>();
+  const underSetgid = (dir: string) => setgidDirs.size > 0 && [...setgidDirs].some((d) => dir === d || dir.startsWith(d + '/'));
+  const needsChown = (header: TarHeader, parent: string) => header.uid !== self.uid || header.gid !== self.gid || underSetgid(parent);
+  const noteSetgid = (dir: string, header: TarHeader) => {
+    if (header.mode & 0o2000) setgidDirs.add(dir);
+    else setgidDirs.delete(dir);
+  };
+  // Create first and look only when the name is taken (a later entry replacing an earlier one).
+  const create = async <T>(p: string, make: () => Promise<T>): Promise<T> => {
+    try {
+      return await make();
+    } catch (err) {
+      if (errnoCode(err) !== 'EEXIST') throw err;
+      await clear(p, false, verified);
+      return make();
+    }
+  };
   for await (const { header, body } of readTar(tar)) {
     if (signal?.aborted) throw new BaleiaError('Cancelled', 'Cannot apply layer: cancelled');
     const parts = safeComponents(header.name, 'entry');
     if (parts.length === 0) {
       // the layer root itself ("./"): only its metadata applies
       if (header.type !== 'directory') throw invalidArgument(`Cannot apply layer: entry "${header.name}" replaces the layer root`);
-      await applyMeta(root, header, sys);
+      await applyMeta(root, header, sys, true);
+      noteSetgid(root, header);
       dirTimes.set(root, header.mtime);
       continue;
     }
@@ -606,33 +627,51 @@ async function extract(root: string, tar: AsyncIterable<Buffer>, sys: Sys, signa
     }
 
     const p = path.join(root, ...parts);
+    const t = header.mtime;
     switch (header.type) {
       case 'directory': {
-        await clear(p, true, verified);
+        let fresh = true;
         try {
           await fs.mkdir(p, { mode: 0o755 });
         } catch (err) {
           if (errnoCode(err) !== 'EEXIST') throw err;
+          await clear(p, true, verified); // a directory stays (merged, with its owner); anything else goes
+          fresh = await fs.mkdir(p, { mode: 0o755 }).then(
+            () => true,
+            (e: unknown) => {
+              if (errnoCode(e) !== 'EEXIST') throw e;
+              return false;
+            },
+          );
         }
         verified.add(p);
-        dirTimes.set(p, header.mtime);
-        break;
+        await applyMeta(p, header, sys, !fresh || needsChown(header, parent));
+        noteSetgid(p, header);
+        dirTimes.set(p, t);
+        continue;
       }
       case 'file': {
-        await clear(p, false, verified);
-        const handle = await fs.open(p, 'wx', 0o600);
+        // O_EXCL: an existing name (a symlink included) is never followed, only replaced.
+        const handle = await create(p, () => fs.open(p, 'wx', 0o600));
         try {
           await writeBody(handle, body);
+          // Through the open file: owner, then mode (chown clears setuid/setgid), xattrs, times.
+          if (needsChown(header, parent)) await handle.chown(header.uid, header.gid);
+          await handle.chmod(header.mode & 0o7777);
+          await setXattrs(p, header, sys);
+          await handle.utimes(t, t);
         } finally {
           await handle.close();
         }
         size += header.size;
-        break;
+        continue;
       }
       case 'symlink': {
-        await clear(p, false, verified);
-        await fs.symlink(header.linkname, p);
-        break;
+        await create(p, () => fs.symlink(header.linkname, p));
+        if (needsChown(header, parent)) await fs.lchown(p, header.uid, header.gid);
+        await setXattrs(p, header, sys);
+        await fs.lutimes(p, t, t);
+        continue;
       }
       case 'link': {
         const targetParts = safeComponents(header.linkname, 'hardlink target');
@@ -647,8 +686,7 @@ async function extract(root: string, tar: AsyncIterable<Buffer>, sys: Sys, signa
         }
         if (st.isDirectory()) throw invalidArgument(`Cannot apply layer: hardlink "${header.name}" points at the directory "${header.linkname}"`);
         if (target === p) continue;
-        await clear(p, false, verified);
-        await fs.link(target, p);
+        await create(p, () => fs.link(target, p));
         continue; // the link shares the target's inode and metadata
       }
       case 'char':
@@ -665,11 +703,8 @@ async function extract(root: string, tar: AsyncIterable<Buffer>, sys: Sys, signa
       default:
         continue; // unknown entry kinds (volume labels, …) are skipped as Docker does
     }
-    await applyMeta(p, header, sys);
-    if (header.type !== 'directory') {
-      const t = header.mtime;
-      await fs.lutimes(p, t, t);
-    }
+    await applyMeta(p, header, sys, true);
+    await fs.lutimes(p, t, t);
   }
   // Directory times last, deepest first: creating children changed them.
   const dirs = [...dirTimes.keys()].sort((a, b) => b.length - a.length);
@@ -706,10 +741,14 @@ async function writeBody(handle: FileHandle, body: AsyncIterable<Buffer>): Promi
   await flush();
 }
 
-/** Ownership, then mode (chown clears setuid/setgid), then xattrs. */
-async function applyMeta(p: string, header: TarHeader, sys: Sys): Promise<void> {
-  await fs.lchown(p, header.uid, header.gid);
+/** Ownership (when `chown`), then mode (chown clears setuid/setgid), then xattrs. */
+async function applyMeta(p: string, header: TarHeader, sys: Sys, chown: boolean): Promise<void> {
+  if (chown) await fs.lchown(p, header.uid, header.gid);
   if (header.type !== 'symlink') await fs.chmod(p, header.mode & 0o7777);
+  await setXattrs(p, header, sys);
+}
+
+async function setXattrs(p: string, header: TarHeader, sys: Sys): Promise<void> {
   for (const [name, value] of header.xattrs) {
     try {
       await sys.setxattr(p, name, value);
