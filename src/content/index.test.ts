@@ -70,3 +70,97 @@ test('missing blobs are NotFound and init removes stale ingests', async () => {
     assert.deepEqual(await fs.readdir(path.join(root, 'content', 'ingest')), []);
   });
 });
+
+test('a resumable ingest keeps its bytes across a restart and offers them to be hashed again', async () => {
+  await withStore(async (store, root) => {
+    const data = Buffer.alloc(3 << 20);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7919) % 251;
+    const digest = sha256Digest(data);
+    const first = await store.openIngest(digest, { expectedSize: data.length });
+    assert.equal(first.offset, 0);
+    for await (const c of first.kept()) assert.fail(`nothing is kept yet, got ${c.length} bytes`);
+    await first.write(data.subarray(0, 1 << 20));
+    await first.write(data.subarray(1 << 20, (1 << 20) + 5000));
+    await first.close();
+
+    const again = new ContentStore(root);
+    await again.init();
+    const w = await again.openIngest(digest, { expectedSize: data.length });
+    assert.equal(w.offset, (1 << 20) + 5000);
+    const kept: Buffer[] = [];
+    for await (const c of w.kept()) kept.push(c);
+    assert.deepEqual(Buffer.concat(kept), data.subarray(0, w.offset));
+    await w.write(data.subarray(w.offset));
+    assert.deepEqual(await w.commit(), { digest, size: data.length });
+    assert.deepEqual(await again.read(digest), data);
+    assert.deepEqual(await fs.readdir(path.join(root, 'content', 'ingest')), []);
+  });
+});
+
+test('a resumable ingest that does not match is removed; close keeps, discard removes', async () => {
+  await withStore(async (store, root) => {
+    const ingestDir = path.join(root, 'content', 'ingest');
+    const digest = sha256Digest('the right bytes');
+    const bad = await store.openIngest(digest);
+    await bad.write(Buffer.from('the wrong bytes'));
+    await assert.rejects(bad.commit(), (e: Error & { kind?: string }) => e.kind === 'InvalidArgument' && /digest mismatch/.test(e.message));
+    assert.deepEqual(await fs.readdir(ingestDir), []);
+    assert.equal(await store.has(digest), false);
+
+    const tooMuch = await store.openIngest(digest, { expectedSize: 3 });
+    await assert.rejects(tooMuch.write(Buffer.from('four')), /more than the expected 3 bytes/);
+    await tooMuch.discard();
+    assert.deepEqual(await fs.readdir(ingestDir), []);
+
+    const kept = await store.openIngest(digest);
+    await kept.write(Buffer.from('the'));
+    await kept.close();
+    assert.deepEqual(await fs.readdir(ingestDir), [digest.slice(7)]);
+    const dropped = await store.openIngest(digest);
+    assert.equal(dropped.offset, 3);
+    await dropped.discard();
+    assert.deepEqual(await fs.readdir(ingestDir), []);
+  });
+});
+
+test('init keeps young resumable ingests and removes old ones, finished ones and the rest', async () => {
+  await withStore(async (store, root) => {
+    const ingestDir = path.join(root, 'content', 'ingest');
+    const young = sha256Digest('young');
+    const old = sha256Digest('old');
+    const stored = await store.writeBlob(Buffer.from('stored'));
+    for (const d of [young, old, stored.digest]) {
+      const w = await store.openIngest(d);
+      await w.write(Buffer.from('part'));
+      await w.close();
+    }
+    const longAgo = new Date(Date.now() - 25 * 60 * 60 * 1000);
+    await fs.utimes(path.join(ingestDir, old.slice(7), 'data'), longAgo, longAgo);
+    await fs.mkdir(path.join(ingestDir, 'a1b2c3d4e5f60718'));
+    await store.init();
+    assert.deepEqual(await fs.readdir(ingestDir), [young.slice(7)]);
+    const short = new ContentStore(root, { ingestMaxAge: 0 });
+    await short.init();
+    assert.deepEqual(await fs.readdir(ingestDir), []);
+  });
+});
+
+test('a second writer of the same blob waits until the first lets go', async () => {
+  await withStore(async (store) => {
+    const digest = sha256Digest('hello');
+    const first = await store.openIngest(digest);
+    let secondOpened = false;
+    const second = store.openIngest(digest).then((w) => {
+      secondOpened = true;
+      return w;
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(secondOpened, false);
+    await first.write(Buffer.from('hello'));
+    await first.commit();
+    const w = await second;
+    assert.equal(await store.has(digest), true);
+    await w.discard();
+    assert.equal(await store.has(digest), true);
+  });
+});

@@ -215,18 +215,35 @@ export class ImageStore {
   }
 
   /**
-   * Unpacks one layer blob already in the content store as snapshot `chainId`, checking it
-   * against `diffId` — so a pull can extract a layer while the others still download;
-   * `createImage` then finds it in place.
+   * Unpacks one layer as snapshot `chainId`, checking it against `diffId` — so a pull can
+   * extract a layer while it downloads; `createImage` then finds it in place. The bytes are
+   * `blob` (the layer as shipped, still arriving) or else the blob `digest` in the content
+   * store. `beforeCommit` runs before the layer becomes visible (a pull checks the blob's digest
+   * there; if it throws, nothing of the layer is kept). Resolves false, without reading `blob`,
+   * when the layer exists already.
    */
-  async unpackLayer(opts: { digest: string; diffId: string; chainId: string; signal?: AbortSignal }): Promise<void> {
-    if (await this.#snapshots.hasLayer(opts.chainId)) return;
+  async unpackLayer(opts: {
+    digest: string;
+    diffId: string;
+    chainId: string;
+    blob?: AsyncIterable<Buffer>;
+    beforeCommit?: () => Promise<void>;
+    signal?: AbortSignal;
+  }): Promise<boolean> {
+    if (await this.#snapshots.hasLayer(opts.chainId)) return false;
+    // The caller's own error comes back as it was thrown.
+    let callerError: unknown;
+    const beforeCommit = opts.beforeCommit;
     try {
-      await this.#snapshots.applyLayer(opts.chainId, decompressIfNeeded(this.#content.createReadStream(opts.digest), { signal: opts.signal }), {
+      const blob = opts.blob ?? this.#content.createReadStream(opts.digest);
+      await this.#snapshots.applyLayer(opts.chainId, decompressIfNeeded(blob, { signal: opts.signal }), {
         signal: opts.signal,
         expectedDiffId: opts.diffId,
+        beforeCommit: beforeCommit && (() => beforeCommit().catch((err: unknown) => Promise.reject((callerError = err)))),
       });
+      return true;
     } catch (err) {
+      if (err === callerError) throw err;
       if (err instanceof BaleiaError && err.kind === 'InvalidArgument') {
         throw invalidArgument(`Cannot unpack layer "${opts.diffId}": ${err.message}`, { cause: err });
       }

@@ -4,14 +4,20 @@
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import { gunzipSync } from 'node:zlib';
-import { goArch } from '../image/index.js';
+import path from 'node:path';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import tarStream from 'tar-stream';
+import { ContentStore } from '../content/index.js';
+import { ImageStore, chainIds, goArch } from '../image/index.js';
 import { isKind } from '../lib/index.js';
+import { Snapshotter } from '../snapshot/index.js';
 import { RegistryClient, type ProgressEvent } from './client.js';
 import { importImage, newStores } from './client-testing.js';
-import { digestOf, layerTar, makeImage, pushImage, startRegistry, type TestRegistry } from './testing.js';
+import { digestOf, layerTar, makeImage, pushImage, startRegistry, type TestImage, type TestRegistry } from './testing.js';
 
 async function withRegistry(t: TestContext, options: Parameters<typeof startRegistry>[0] = {}): Promise<TestRegistry> {
   const registry = await startRegistry(options);
@@ -354,4 +360,185 @@ test('a layer whose bytes do not match its digest fails the pull, and nothing of
   });
   assert.equal(await b.content.has(bad), false);
   await assert.rejects(b.images.resolve(`127.0.0.1:${port}/bad:v1`), (err: Error) => isKind(err, 'NotFound'));
+});
+
+/** An image whose first layer holds `mb` MiB of random bytes (gzip cannot shrink it) and a second small one. */
+async function bigImage(mb: number): Promise<{ image: TestImage; data: Buffer }> {
+  const data = randomBytes(mb << 20);
+  const pack = tarStream.pack();
+  const chunks: Buffer[] = [];
+  const done = (async () => {
+    for await (const c of pack) chunks.push(Buffer.from(c as Uint8Array));
+  })();
+  await new Promise<void>((resolve, reject) => pack.entry({ name: 'data/big.bin', mode: 0o644, mtime: new Date(0) }, data, (err) => (err ? reject(err) : resolve())));
+  pack.finalize();
+  await done;
+  const layers = [gzipSync(Buffer.concat(chunks)), await layerTar({ 'etc/small.txt': 'small\n' })];
+  const config = Buffer.from(JSON.stringify({
+    architecture: 'amd64',
+    os: 'linux',
+    rootfs: { type: 'layers', diff_ids: layers.map((l) => digestOf(gunzipSync(l))) },
+  }));
+  const manifest = Buffer.from(JSON.stringify({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digestOf(config), size: config.length },
+    layers: layers.map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: digestOf(l), size: l.length })),
+  }));
+  return { image: { config, layers, manifest, manifestDigest: digestOf(manifest) }, data };
+}
+
+/**
+ * A proxy in front of `registry` that records the Range header of every blob GET and, the first
+ * time `stallBlob` is asked for in full, sends `stallAfter` bytes of it and then nothing more
+ * (the connection stays open), calling `onStall`.
+ */
+async function stallingProxy(t: TestContext, registry: TestRegistry, opts: { stallBlob: string; stallAfter: number; onStall: () => void }) {
+  const blobGets: Array<{ digest: string; range: string | undefined }> = [];
+  let stalled = false;
+  const proxy = http.createServer((req, res) => {
+    const blob = req.method === 'GET' ? /\/blobs\/(sha256:[0-9a-f]{64})$/.exec(req.url ?? '')?.[1] : undefined;
+    if (blob) blobGets.push({ digest: blob, range: req.headers.range });
+    const upstream = http.request({ host: '127.0.0.1', port: registry.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
+      res.writeHead(up.statusCode ?? 500, up.headers);
+      up.on('error', () => res.destroy());
+      if (blob === opts.stallBlob && !stalled && up.statusCode === 200) {
+        stalled = true;
+        let sent = 0;
+        up.on('data', (c: Buffer) => {
+          if (sent >= opts.stallAfter) return;
+          const part = c.subarray(0, opts.stallAfter - sent);
+          sent += part.length;
+          res.write(part);
+          if (sent >= opts.stallAfter) opts.onStall();
+        });
+        return;
+      }
+      up.pipe(res);
+    });
+    // The client going away mid-transfer is part of these tests.
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => { proxy.closeAllConnections(); proxy.close(() => resolve()); }));
+  return { port: (proxy.address() as net.AddressInfo).port, blobGets };
+}
+
+/** The content, snapshot and image stores on `dir` opened again, as a restarted daemon does. */
+async function reopen(dir: string) {
+  const content = new ContentStore(dir);
+  const snapshots = new Snapshotter(dir);
+  await content.init();
+  await snapshots.init();
+  const images = new ImageStore({ root: dir, content, snapshots });
+  await images.init();
+  return { content, snapshots, images };
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+
+test('a pull stopped mid-blob resumes after a restart: the kept bytes are hashed again and only the rest is fetched with Range', async (t) => {
+  const r = await withRegistry(t);
+  const b = await newStores(t, 'b');
+  const { image, data } = await bigImage(4);
+  await pushImage(r, 'big', image, 'v1');
+  const big = digestOf(image.layers[0]!);
+  const ingest = path.join(b.dir, 'content', 'ingest', big.slice(7), 'data');
+  const keptBytes = async () => (await fs.stat(ingest).catch(() => undefined))?.size ?? 0;
+  const stop = new AbortController();
+  const proxy = await stallingProxy(t, r, { stallBlob: big, stallAfter: image.layers[0]!.length >> 1, onStall: () => void 0 });
+  const ref = `127.0.0.1:${proxy.port}/big:v1`;
+
+  const first = new RegistryClient({}).pull(ref, { images: b.images, content: b.content, signal: stop.signal });
+  // What the daemon had written when it died is what is on disk: at least a MiB here.
+  await waitFor('the first MiB on disk', async () => (await keptBytes()) >= 1 << 20);
+  stop.abort();
+  await assert.rejects(first, (err: Error) => isKind(err, 'Cancelled'));
+  const kept = await keptBytes();
+  assert.ok(kept >= 1 << 20 && kept < image.layers[0]!.length, `kept ${kept} bytes`);
+
+  const c = await reopen(b.dir);
+  assert.equal(await keptBytes(), kept, 'init keeps a young ingest');
+  const record = await new RegistryClient({}).pull(ref, { images: c.images, content: c.content });
+  assert.equal(record.id, digestOf(image.config));
+  const gets = proxy.blobGets.filter((g) => g.digest === big).map((g) => g.range);
+  assert.deepEqual(gets, [undefined, `bytes=${kept}-`]);
+  assert.equal(await c.content.has(big), true);
+  const chainId = record.layers[0]!.chainId;
+  assert.deepEqual(await fs.readFile(path.join(c.snapshots.layerPath(chainId), 'data', 'big.bin')), data);
+  assert.deepEqual(await fs.readdir(path.join(b.dir, 'content', 'ingest')), []);
+});
+
+test('kept bytes that do not verify are dropped and the blob is fetched again whole', async (t) => {
+  const r = await withRegistry(t);
+  const b = await newStores(t, 'b');
+  const { image, data } = await bigImage(3);
+  await pushImage(r, 'torn', image, 'v1');
+  const big = digestOf(image.layers[0]!);
+  const ingest = path.join(b.dir, 'content', 'ingest', big.slice(7), 'data');
+  const stop = new AbortController();
+  const proxy = await stallingProxy(t, r, { stallBlob: big, stallAfter: image.layers[0]!.length >> 1, onStall: () => void 0 });
+  const ref = `127.0.0.1:${proxy.port}/torn:v1`;
+  const first = new RegistryClient({}).pull(ref, { images: b.images, content: b.content, signal: stop.signal });
+  await waitFor('the first MiB on disk', async () => ((await fs.stat(ingest).catch(() => undefined))?.size ?? 0) >= 1 << 20);
+  stop.abort();
+  await assert.rejects(first, (err: Error) => isKind(err, 'Cancelled'));
+  // A torn write: the middle of what was kept is zeros, as after a power cut.
+  const handle = await fs.open(ingest, 'r+');
+  await handle.write(Buffer.alloc(4096), 0, 4096, 300_000);
+  await handle.close();
+  const kept = (await fs.stat(ingest)).size;
+
+  const c = await reopen(b.dir);
+  const record = await new RegistryClient({}).pull(ref, { images: c.images, content: c.content });
+  assert.equal(record.id, digestOf(image.config));
+  const gets = proxy.blobGets.filter((g) => g.digest === big).map((g) => g.range);
+  assert.equal(gets[1], `bytes=${kept}-`);
+  assert.equal(gets.at(-1), undefined, `the last GET is whole: ${JSON.stringify(gets)}`);
+  assert.deepEqual(await fs.readFile(path.join(c.snapshots.layerPath(record.layers[0]!.chainId), 'data', 'big.bin')), data);
+});
+
+test('a blob that is a valid layer but not the one named is refused before its layer is committed', async (t) => {
+  const r = await withRegistry(t);
+  const b = await newStores(t, 'b');
+  const image = await makeImage('swapped');
+  await pushImage(r, 'swap', image, 'v1');
+  const [first, second] = image.layers;
+  const victim = digestOf(second!);
+  // Serve the first layer's bytes (a good gzip tar) for the second layer's digest.
+  const proxy = http.createServer((req, res) => {
+    if (req.method === 'GET' && req.url?.endsWith(victim)) {
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': first!.length });
+      res.end(first);
+      return;
+    }
+    const upstream = http.request({ host: '127.0.0.1', port: r.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
+      res.writeHead(up.statusCode ?? 500, up.headers);
+      up.pipe(res);
+    });
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => { proxy.closeAllConnections(); proxy.close(() => resolve()); }));
+  const port = (proxy.address() as net.AddressInfo).port;
+  await assert.rejects(new RegistryClient({}).pull(`127.0.0.1:${port}/swap:v1`, { images: b.images, content: b.content }), (err: Error) => {
+    assert.ok(isKind(err, 'InvalidArgument'), String(err));
+    assert.match(err.message, new RegExp(`filesystem layer verification failed for digest ${victim}`));
+    return true;
+  });
+  assert.equal(await b.content.has(victim), false);
+  const config = JSON.parse(image.config.toString()) as { rootfs: { diff_ids: string[] } };
+  const layers = await fs.readdir(path.join(b.dir, 'snapshots', 'layers'));
+  const secondChain = chainIds(config.rootfs.diff_ids)[1]!;
+  assert.ok(!layers.includes(secondChain.slice(7)), 'the swapped layer is not kept');
+  assert.deepEqual(layers.filter((n) => n.startsWith('.tmp-')), []);
+  assert.deepEqual(await fs.readdir(path.join(b.dir, 'content', 'ingest')), []);
 });

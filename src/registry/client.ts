@@ -106,10 +106,10 @@ export class RegistryClient {
         log.info('mirror cannot serve the image, trying the next source', { mirror, err });
         continue;
       }
-      return pullImage(session, parsed, { ...opts, sources: this.#sources });
+      return pullImage(session, parsed, { ...opts, sources: this.#sources, logger: log });
     }
     const session = this.#session(parsed.domain, opts.auth, opts.signal);
-    return pullImage(session, parsed, { ...opts, sources: this.#sources });
+    return pullImage(session, parsed, { ...opts, sources: this.#sources, logger: log });
   }
 
   async push(ref: string, opts: PushRequest): Promise<{ tag: string; digest: string; size: number }> {

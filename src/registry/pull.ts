@@ -1,13 +1,16 @@
 /**
- * Pull: reference → manifest (an index picks the platform) → config → layers, each streamed
- * through sha256 verification into the content store → ImageStore.createImage. Blobs the content
- * store already has are not fetched ("Already exists"); three layers download at once; a transfer
- * cut mid-blob resumes with `Range` from the bytes already hashed, so a verified blob is only ever
- * whole. Progress follows Docker's JSON messages (engine-api.md §4.5).
+ * Pull: reference → manifest (an index picks the platform) → config → layers → ImageStore.
+ * createImage. Each layer goes through one pass: HTTP body → the content store's resumable ingest
+ * (hashed, written) and, at the same time, gunzip → tar → its own snapshot directory (layers
+ * unpack independently, so four run at once in any order). The blob is committed only when its
+ * digest and size matched, and the layer only after that and its diff ID check: a layer that
+ * fails either is not kept. Blobs the store already has are not fetched ("Already exists").
+ * A transfer cut mid-blob resumes with `Range` from the bytes received; a pull interrupted by a
+ * cancel or a restart resumes from the bytes its ingest kept on disk, hashed again (and fetched
+ * whole again if those do not verify). Progress follows Docker's JSON messages (engine-api.md §4.5).
  */
 import http from 'node:http';
-import { Readable } from 'node:stream';
-import { BaleiaError, describeError, isKind } from '../lib/index.js';
+import { BaleiaError, describeError, isKind, silentLogger, type Logger } from '../lib/index.js';
 import { sha256Digest, type ContentStore } from '../content/index.js';
 import { chainIds, familiarRepository, formatFamiliar, goArch, type ImageRecord, type ImageStore, type Reference } from '../image/index.js';
 import { repositoryScope } from './auth.js';
@@ -32,7 +35,16 @@ export interface PullOptions {
   signal?: AbortSignal;
   /** Remembers where each blob came from, for cross-repository mounts on a later push. */
   sources?: BlobSources;
+  /** Debug timings per layer (first and last byte, done) and of the whole pull. */
+  logger?: Logger;
 }
+
+/**
+ * Layers fetched (and extracted) at once. Docker downloads 3 at a time and extracts one after
+ * another; here each download streams into its own extraction, so more at once keeps both cores
+ * busy (gunzip on the thread pool, hashing and tar on the main thread).
+ */
+const layerConcurrency = 4;
 
 /** Every manifest type a pull accepts, in Docker's Accept order. */
 export const manifestAccept = [
@@ -176,77 +188,185 @@ export async function eachLimit<T>(
   if (failed !== undefined) throw failed;
 }
 
+/** Network chunks (≤ 64 KiB) are gathered to this size before they go to disk and gunzip. */
+const handOn = 512 * 1024;
+
 /**
- * A blob's bytes as one stream across connections: when a transfer breaks, the next request
- * asks for `Range: bytes=<received>-` (or skips what was received if the registry ignores Range).
+ * A blob's bytes from offset `start` as one sequence across connections: the first request asks
+ * for `Range: bytes=<start>-` when start > 0, and when a transfer breaks the next one asks for
+ * the bytes not yet received (or skips those if the registry ignores Range and answers 200).
  */
-function blobStream(session: Session, ref: Reference, desc: Descriptor, onBytes: (n: number) => void, signal?: AbortSignal): Readable {
+async function* blobChunks(
+  session: Session,
+  ref: Reference,
+  desc: Descriptor,
+  opts: { start: number; onBytes: (n: number) => void; signal?: AbortSignal },
+): AsyncGenerator<Buffer> {
   const shown = formatFamiliar(ref);
-  async function* chunks(): AsyncGenerator<Buffer> {
-    let received = 0;
-    for (let attempt = 0; ; attempt++) {
-      const headers: Record<string, string> = {};
-      if (received > 0) headers.Range = `bytes=${received}-`;
-      let res: http.IncomingMessage;
-      try {
-        res = await session.request('GET', paths.blob(ref.path, desc.digest), { headers, scopes: [repositoryScope(ref.path, ['pull'])], signal });
-      } catch (err) {
-        if (attempt < 3 && isKind(err, 'Unavailable') && !signal?.aborted) continue;
-        throw err;
+  const { signal } = opts;
+  let received = opts.start;
+  let gathered: Buffer[] = [];
+  let gatheredBytes = 0;
+  const take = () => {
+    const out = gathered.length === 1 ? gathered[0]! : Buffer.concat(gathered, gatheredBytes);
+    gathered = [];
+    gatheredBytes = 0;
+    return out;
+  };
+  for (let attempt = 0; ; attempt++) {
+    const headers: Record<string, string> = {};
+    if (received > 0) headers.Range = `bytes=${received}-`;
+    let res: http.IncomingMessage;
+    try {
+      res = await session.request('GET', paths.blob(ref.path, desc.digest), { headers, scopes: [repositoryScope(ref.path, ['pull'])], signal });
+    } catch (err) {
+      if (attempt < 3 && isKind(err, 'Unavailable') && !signal?.aborted) continue;
+      throw err;
+    }
+    if (res.statusCode !== 200 && res.statusCode !== 206) {
+      const detail = await errorDetail(res);
+      if (res.statusCode === 404) throw new BaleiaError('NotFound', `Cannot pull "${shown}": blob ${desc.digest} not found: ${detail.message}`);
+      if (res.statusCode === 401 || res.statusCode === 403) {
+        throw new BaleiaError(res.statusCode === 401 ? 'Unauthorized' : 'NotFound', `pull access denied for ${familiarRepository(ref)}, repository does not exist or may require 'docker login': ${detail.message}`);
       }
-      if (res.statusCode !== 200 && res.statusCode !== 206) {
-        const detail = await errorDetail(res);
-        if (res.statusCode === 404) throw new BaleiaError('NotFound', `Cannot pull "${shown}": blob ${desc.digest} not found: ${detail.message}`);
-        if (res.statusCode === 401 || res.statusCode === 403) {
-          throw new BaleiaError(res.statusCode === 401 ? 'Unauthorized' : 'NotFound', `pull access denied for ${familiarRepository(ref)}, repository does not exist or may require 'docker login': ${detail.message}`);
+      if (attempt < 3 && (res.statusCode ?? 0) >= 500) continue;
+      throw new BaleiaError('Unavailable', `Cannot pull "${shown}": blob ${desc.digest}: the registry answered ${detail.message}`);
+    }
+    let skip = res.statusCode === 200 ? received : 0;
+    try {
+      for await (const c of res as AsyncIterable<Buffer>) {
+        let chunk = c;
+        if (skip > 0) {
+          const n = Math.min(skip, chunk.length);
+          skip -= n;
+          chunk = chunk.subarray(n);
+          if (chunk.length === 0) continue;
         }
-        if (attempt < 3 && (res.statusCode ?? 0) >= 500) continue;
-        throw new BaleiaError('Unavailable', `Cannot pull "${shown}": blob ${desc.digest}: the registry answered ${detail.message}`);
+        received += chunk.length;
+        opts.onBytes(received);
+        gathered.push(chunk);
+        gatheredBytes += chunk.length;
+        if (gatheredBytes >= handOn) yield take();
       }
-      let skip = res.statusCode === 200 ? received : 0;
-      try {
-        for await (const c of res as AsyncIterable<Buffer>) {
-          let chunk = c;
-          if (skip > 0) {
-            const n = Math.min(skip, chunk.length);
-            skip -= n;
-            chunk = chunk.subarray(n);
-            if (chunk.length === 0) continue;
-          }
-          received += chunk.length;
-          onBytes(received);
-          yield chunk;
-        }
-        if (!res.complete) throw Object.assign(new Error('premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
-        return;
-      } catch (err) {
-        res.destroy();
-        if (signal?.aborted) throw new BaleiaError('Cancelled', `Cannot pull "${shown}": cancelled`, { cause: err });
-        if (attempt >= 3 || !isTransient(err) || received >= desc.size) throw err;
-      }
+      if (!res.complete) throw Object.assign(new Error('premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
+      if (gatheredBytes > 0) yield take();
+      return;
+    } catch (err) {
+      res.destroy();
+      if (signal?.aborted) throw new BaleiaError('Cancelled', `Cannot pull "${shown}": cancelled`, { cause: err });
+      if (attempt >= 3 || !isTransient(err) || received >= desc.size) throw err;
     }
   }
-  return Readable.from(chunks(), { objectMode: false });
 }
 
-/** Fetches one blob into the content store (verified); InvalidArgument when it does not match. */
+/** Hands a blob's bytes to the caller as they arrive; resolves whether it read them (false: untouched). */
+export type BlobConsumer = (bytes: AsyncIterable<Buffer>, commit: () => Promise<void>) => Promise<boolean>;
+
+/** Errors that say the blob's bytes are not the blob (digest or size), as opposed to the layer's content. */
+const mismatches = new WeakSet<object>();
+
+function verificationFailed(ref: Reference, desc: Descriptor, cause: unknown): BaleiaError {
+  const err = new BaleiaError('InvalidArgument', `Cannot pull "${formatFamiliar(ref)}": filesystem layer verification failed for digest ${desc.digest}`, { cause });
+  mismatches.add(err);
+  return err;
+}
+
+/**
+ * Fetches one blob into the content store through its resumable ingest: bytes an earlier attempt
+ * left (also before a restart) are re-hashed and only the rest is asked for, with Range. With
+ * `consume` (a layer's extraction) every byte is handed on as it arrives, and `commit` — digest
+ * and size checked, blob stored — is what the consumer calls before its own result is made
+ * visible. A blob that does not match is not kept; InvalidArgument "verification failed".
+ */
 export async function fetchBlob(
   session: Session,
   ref: Reference,
   desc: Descriptor,
   content: ContentStore,
-  opts: { onBytes?: (n: number) => void; signal?: AbortSignal } = {},
+  opts: { onBytes?: (n: number) => void; consume?: BlobConsumer; signal?: AbortSignal; logger?: Logger; retryWhole?: boolean } = {},
 ): Promise<void> {
-  const stream = blobStream(session, ref, desc, opts.onBytes ?? (() => {}), opts.signal);
-  try {
-    await content.ingest(stream, { expected: desc.digest, expectedSize: desc.size, signal: opts.signal });
-  } catch (err) {
-    if (isKind(err, 'InvalidArgument')) {
-      throw new BaleiaError('InvalidArgument', `Cannot pull "${formatFamiliar(ref)}": filesystem layer verification failed for digest ${desc.digest}`, { cause: err });
+  const log = opts.logger ?? silentLogger;
+  for (let attempt = 0; ; attempt++) {
+    const writer = await content.openIngest(desc.digest, { expectedSize: desc.size, signal: opts.signal });
+    if (await content.has(desc.digest)) {
+      await writer.discard(); // stored by another pull while this one waited
+      return;
     }
-    throw err;
-  } finally {
-    stream.destroy();
+    const resumedFrom = writer.offset;
+    if (resumedFrom > 0) log.debug('resuming a blob from the bytes kept on disk', { digest: desc.digest, offset: resumedFrom, size: desc.size });
+    let committed = false;
+    const commit = async () => {
+      if (committed) return;
+      const t0 = performance.now();
+      try {
+        await writer.commit();
+        log.debug('blob committed', { digest: desc.digest, ms: Math.round(performance.now() - t0) });
+      } catch (err) {
+        if (isKind(err, 'InvalidArgument')) throw verificationFailed(ref, desc, err);
+        throw err;
+      }
+      committed = true;
+    };
+    // The network half stops when the consumer gives up (its error is what counts then).
+    const stopBytes = new AbortController();
+    const bytesSignal = opts.signal ? AbortSignal.any([opts.signal, stopBytes.signal]) : stopBytes.signal;
+    let bytesDone: Promise<void> | undefined;
+    const bytes = (): AsyncGenerator<Buffer> =>
+      (async function* () {
+        let finished!: () => void;
+        bytesDone = new Promise<void>((resolve) => (finished = resolve));
+        let pending: Promise<void> = Promise.resolve();
+        try {
+          yield* writer.kept({ signal: bytesSignal });
+          if (writer.size < desc.size) {
+            const chunks = blobChunks(session, ref, desc, { start: writer.size, onBytes: opts.onBytes ?? (() => {}), signal: bytesSignal });
+            for await (const chunk of chunks) {
+              await pending;
+              // Written while the consumer already works on it; awaited before the next one.
+              pending = writer.write(chunk).catch((err: unknown) => {
+                throw isKind(err, 'InvalidArgument') ? verificationFailed(ref, desc, err) : err;
+              });
+              pending.catch(() => {});
+              yield chunk;
+            }
+          }
+          await pending;
+        } finally {
+          await pending.catch(() => {});
+          finished();
+        }
+      })();
+    try {
+      const consumed = opts.consume ? await opts.consume(bytes(), commit) : false;
+      if (!consumed) {
+        for await (const _ of bytes()) if (opts.signal?.aborted) break;
+      }
+      await commit();
+      return;
+    } catch (caught) {
+      let err = caught;
+      stopBytes.abort();
+      await bytesDone;
+      // Keep what was written for the next attempt, unless it is known to be wrong.
+      if (!committed) await (mismatches.has(err as object) ? writer.discard() : writer.close());
+      if (opts.signal?.aborted) throw err;
+      if (opts.consume && !committed && !mismatches.has(err as object) && isKind(err, 'InvalidArgument')) {
+        // The consumer refused the bytes (corrupt gzip, bad tar): if the blob itself does not
+        // match its digest, that is the error to report, as Docker's checksum would. The check
+        // fetches the rest of the blob and keeps it when it is right.
+        try {
+          await fetchBlob(session, ref, desc, content, { signal: opts.signal, logger: opts.logger, retryWhole: false });
+        } catch (blobErr) {
+          if (mismatches.has(blobErr as object)) err = blobErr;
+        }
+      }
+      // Bytes kept from an earlier attempt may be what is wrong (a crash can leave a torn tail).
+      if (mismatches.has(err as object) && resumedFrom > 0 && attempt === 0 && opts.retryWhole !== false) {
+        log.warn('a resumed blob did not verify; fetching it again from the start', { digest: desc.digest, offset: resumedFrom });
+        continue;
+      }
+      throw err;
+    }
   }
 }
 
@@ -262,6 +382,7 @@ async function fetchSmallBlob(session: Session, ref: Reference, desc: Descriptor
  */
 export async function pullImage(session: Session, ref: Reference, opts: PullOptions): Promise<ImageRecord> {
   const { images, content, signal } = opts;
+  const log = opts.logger ?? silentLogger;
   const emit: ProgressFn = opts.onProgress ?? (() => {});
   const shown = formatFamiliar(ref);
   const reference = ref.digest ?? ref.tag ?? 'latest';
@@ -315,36 +436,72 @@ export async function pullImage(session: Session, ref: Reference, opts: PullOpti
   const diffIds = ((JSON.parse(configBytes.toString('utf8')) as { rootfs?: { diff_ids?: string[] } }).rootfs?.diff_ids ?? []);
   const chains = diffIds.length === layerDescs.length ? chainIds(diffIds) : [];
   const extracted = new Set<string>();
-  const concurrency = 3;
-  for (const l of toFetch.slice(concurrency)) emit({ status: 'Waiting', id: l.id, progressDetail: {} });
+  for (const l of toFetch.slice(layerConcurrency)) emit({ status: 'Waiting', id: l.id, progressDetail: {} });
 
-  await eachLimit(toFetch, concurrency, async (l, layerSignal) => {
+  const started = performance.now();
+  await eachLimit(toFetch, layerConcurrency, async (l, layerSignal) => {
+    const t0 = performance.now();
+    let firstByte = 0;
+    let lastByte = 0;
     let lastEmit = 0;
     let lastBytes = 0;
+    const onBytes = (n: number) => {
+      const now = performance.now();
+      if (!firstByte) firstByte = now;
+      if (n === l.desc.size) lastByte = now;
+      // At most ~10 messages a second per layer, plus the last one.
+      if ((n < l.desc.size && now - lastEmit < 100) || n === lastBytes) return;
+      lastEmit = now;
+      lastBytes = n;
+      emit({ status: 'Downloading', id: l.id, progressDetail: { current: n, total: l.desc.size }, progress: progressBar(n, l.desc.size) });
+    };
+    const downloaded = () => {
+      emit({ status: 'Verifying Checksum', id: l.id, progressDetail: {} });
+      emit({ status: 'Download complete', id: l.id, progressDetail: {} });
+    };
+    // Extract while downloading: each layer unpacks into its own directory, so layers need no
+    // order; the blob is committed (digest checked) just before its layer is.
+    const index = layerDescs.indexOf(l.desc);
+    const extract = !existing && index >= 0 && diffIds[index] !== undefined && chains[index] !== undefined;
+    let unpacked = false;
     await fetchBlob(session, ref, l.desc, content, {
       signal: layerSignal,
-      onBytes: (n) => {
-        const now = Date.now();
-        // At most ~10 messages a second per layer, plus the last one.
-        if (n < l.desc.size && now - lastEmit < 100) return;
-        if (n === lastBytes) return;
-        lastEmit = now;
-        lastBytes = n;
-        emit({ status: 'Downloading', id: l.id, progressDetail: { current: n, total: l.desc.size }, progress: progressBar(n, l.desc.size) });
-        if (n === l.desc.size) emit({ status: 'Verifying Checksum', id: l.id, progressDetail: {} });
-      },
+      logger: log,
+      onBytes,
+      consume: extract
+        ? async (bytes, commit) => {
+            unpacked = await images.unpackLayer({
+              digest: l.desc.digest,
+              diffId: diffIds[index]!,
+              chainId: chains[index]!,
+              blob: bytes,
+              signal: layerSignal,
+              beforeCommit: async () => {
+                await commit();
+                downloaded();
+                emit({ status: 'Extracting', id: l.id, progressDetail: { current: l.desc.size, total: l.desc.size }, progress: progressBar(l.desc.size, l.desc.size) });
+              },
+            });
+            return unpacked;
+          }
+        : undefined,
     });
-    if (lastBytes !== l.desc.size) emit({ status: 'Verifying Checksum', id: l.id, progressDetail: {} });
-    emit({ status: 'Download complete', id: l.id, progressDetail: {} });
-    // Extract now, while the other layers still download (layers unpack independently).
-    const index = layerDescs.indexOf(l.desc);
-    if (!existing && index >= 0 && diffIds[index]) {
-      emit({ status: 'Extracting', id: l.id, progressDetail: { current: 0, total: l.desc.size } });
-      await images.unpackLayer({ digest: l.desc.digest, diffId: diffIds[index]!, chainId: chains[index]!, signal: layerSignal });
+    if (!unpacked) downloaded();
+    if (extract) {
       extracted.add(l.desc.digest);
       emit({ status: 'Pull complete', id: l.id, progressDetail: {} });
     }
+    const ms = (t: number) => (t ? Math.round(t - t0) : undefined);
+    log.debug('layer pulled', {
+      layer: l.desc.digest,
+      bytes: l.desc.size,
+      unpacked,
+      firstByteMs: ms(firstByte),
+      lastByteMs: ms(lastByte),
+      doneMs: ms(performance.now()),
+    });
   }, signal);
+  log.debug('layers pulled', { layers: toFetch.length, ms: Math.round(performance.now() - started) });
 
   for (const d of [configDesc, ...layerDescs]) opts.sources?.remember(session.endpoint.host, ref.path, d.digest);
 
@@ -354,6 +511,7 @@ export async function pullImage(session: Session, ref: Reference, opts: PullOpti
     if (tagRef) await images.tag(existing.id, tagRef);
     record = existing;
   } else {
+    const t0 = performance.now();
     try {
       record = await images.createImage({
         config: configBytes,
@@ -367,6 +525,7 @@ export async function pullImage(session: Session, ref: Reference, opts: PullOpti
       if (isKind(err, 'InvalidArgument')) throw new BaleiaError('InvalidArgument', `Cannot pull "${shown}": ${describeError(err)}`, { cause: err });
       throw err;
     }
+    log.debug('image record created', { image: record.id, ms: Math.round(performance.now() - t0) });
     // Layers not extracted while downloading were unpacked by createImage.
     for (const l of toFetch.filter((x) => !extracted.has(x.desc.digest))) {
       emit({ status: 'Extracting', id: l.id, progressDetail: { current: l.desc.size, total: l.desc.size }, progress: progressBar(l.desc.size, l.desc.size) });

@@ -194,6 +194,33 @@ for (const [what, entries, message] of escapes) {
   });
 }
 
+test('owners stay right under a setgid directory and when an entry comes twice', async () => {
+  await withSnapshotter(async (snaps) => {
+    const tar = await makeTar([
+      { name: 'mail', mode: 0o2775, uid: 0, gid: 8 },
+      { name: 'mail/root-file', content: 'r', uid: 0, gid: 0 },
+      { name: 'mail/sub/deep', content: 'd', uid: 0, gid: 0 },
+      { name: 'dir', uid: 1000, gid: 1000 },
+      { name: 'dir', uid: 0, gid: 0, mode: 0o700 },
+      { name: 'f', content: 'first', uid: 5, gid: 5 },
+      { name: 'f', content: 'second', uid: 0, gid: 0 },
+      { name: 'l', type: 'symlink', linkname: '/etc/passwd' },
+      { name: 'l', content: 'a file now, not written through the link' },
+    ]);
+    await snaps.applyLayer(sha(tar), Readable.from([tar]));
+    const at = (p: string) => fs.lstat(path.join(snaps.layerPath(sha(tar)), p));
+    assert.equal((await at('mail')).gid, 8);
+    assert.equal((await at('mail')).mode & 0o7777, 0o2775);
+    assert.equal((await at('mail/root-file')).gid, 0);
+    assert.equal((await at('mail/sub/deep')).gid, 0);
+    assert.deepEqual([(await at('dir')).uid, (await at('dir')).gid, (await at('dir')).mode & 0o7777], [0, 0, 0o700]);
+    assert.deepEqual([(await at('f')).uid, (await at('f')).gid], [0, 0]);
+    assert.equal(await fs.readFile(path.join(snaps.layerPath(sha(tar)), 'f'), 'utf8'), 'second');
+    assert.ok((await at('l')).isFile());
+    assert.equal(await fs.readFile(path.join(snaps.layerPath(sha(tar)), 'l'), 'utf8'), 'a file now, not written through the link');
+  });
+});
+
 test('a truncated layer is refused and nothing remains', async () => {
   await withSnapshotter(async (snaps, root) => {
     const tar = await makeTar([{ name: 'big', content: 'x'.repeat(5000) }]);
@@ -236,11 +263,55 @@ test('decompressIfNeeded passes plain tars and inflates gzip and zstd', async ()
     return Buffer.concat(parts);
   };
   assert.deepEqual(await collect(decompressIfNeeded(Readable.from([tar]))), tar);
-  assert.deepEqual(await collect(decompressIfNeeded(Readable.from([gzipSync(tar)]))), tar);
+  // gzip through igzip when it is installed (auto) and through Node's zlib, in small pieces too.
+  const big = await makeTar([{ name: 'big', content: 'x'.repeat(3 << 20) + 'end' }, { name: 'f', content: 'data' }]);
+  const gz = gzipSync(big);
+  const pieces = Array.from({ length: Math.ceil(gz.length / 1000) }, (_, i) => gz.subarray(i * 1000, (i + 1) * 1000));
+  for (const gunzip of ['auto', 'zlib'] as const) {
+    assert.deepEqual(await collect(decompressIfNeeded(Readable.from([gzipSync(tar)]), { gunzip })), tar, gunzip);
+    assert.deepEqual(await collect(decompressIfNeeded(Readable.from(pieces), { gunzip })), big, gunzip);
+    await assert.rejects(collect(decompressIfNeeded(Readable.from([gzipSync(tar).subarray(0, 20)]), { gunzip })), /corrupt or truncated/, gunzip);
+    const flipped = Buffer.from(gz);
+    flipped[flipped.length - 6]! ^= 0xff; // the CRC: every byte inflates, the check fails
+    await assert.rejects(collect(decompressIfNeeded(Readable.from([flipped]), { gunzip })), /corrupt or truncated/, gunzip);
+    // A failing input is the error that surfaces, not a truncation the decompressor saw.
+    const failing = Readable.from((async function* () { yield gz.subarray(0, 5000); throw new Error('connection reset'); })());
+    await assert.rejects(collect(decompressIfNeeded(failing, { gunzip })), /connection reset/, gunzip);
+  }
   const zst = await run('sh', ['-c', 'zstd -q -c | base64 -w0'], { input: tar });
   assert.deepEqual(await collect(decompressIfNeeded(Readable.from([Buffer.from(zst.stdout, 'base64')]))), tar);
   assert.deepEqual(await collect(decompressIfNeeded(Readable.from([]))), Buffer.alloc(0));
-  await assert.rejects(collect(decompressIfNeeded(Readable.from([gzipSync(tar).subarray(0, 20)]))), /corrupt or truncated/);
+});
+
+test('applyLayer keeps nothing when the caller refuses the layer just before it is committed', async () => {
+  await withSnapshotter(async (snaps, root) => {
+    const tar = await makeTar([{ name: 'etc' }, { name: 'etc/x', content: 'x' }]);
+    const chain = sha(tar);
+    let asked = 0;
+    await assert.rejects(
+      snaps.applyLayer(chain, Readable.from([tar]), {
+        expectedDiffId: sha(tar),
+        beforeCommit: async () => {
+          asked++;
+          throw new Error('the blob did not match its digest');
+        },
+      }),
+      /did not match/,
+    );
+    assert.equal(asked, 1);
+    assert.equal(await snaps.hasLayer(chain), false);
+    assert.deepEqual(await fs.readdir(path.join(root, 'snapshots', 'layers')), []);
+    // A diff ID mismatch is found before the caller is asked.
+    await assert.rejects(
+      snaps.applyLayer(chain, Readable.from([tar]), { expectedDiffId: sha(Buffer.from('other')), beforeCommit: async () => void asked++ }),
+      /diff ID mismatch/,
+    );
+    assert.equal(asked, 1);
+    const info = await snaps.applyLayer(chain, Readable.from([tar]), { expectedDiffId: sha(tar), beforeCommit: async () => void asked++ });
+    assert.equal(asked, 2);
+    assert.equal(info.diffId, sha(tar));
+    assert.equal(await fs.readFile(path.join(snaps.layerPath(chain), 'etc', 'x'), 'utf8'), 'x');
+  });
 });
 
 test('a container with many layers mounts within the option limit, and one with none mounts too', async () => {

@@ -42,40 +42,61 @@ export interface TarEntry {
   body: AsyncIterable<Buffer>;
 }
 
+const empty = Buffer.alloc(0);
+
 class ByteSource {
   #it: AsyncIterator<Buffer | Uint8Array | string>;
-  #buf: Buffer = Buffer.alloc(0);
+  /** What is left of the current input chunk. */
+  #buf: Buffer = empty;
   #done = false;
 
   constructor(src: AsyncIterable<Buffer | Uint8Array | string>) {
     this.#it = src[Symbol.asyncIterator]();
   }
 
-  async #fill(): Promise<boolean> {
-    if (this.#done) return false;
+  async #next(): Promise<Buffer | undefined> {
+    if (this.#done) return undefined;
     const r = await this.#it.next();
     if (r.done) {
       this.#done = true;
-      return false;
+      return undefined;
     }
-    const chunk = typeof r.value === 'string' ? Buffer.from(r.value) : Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength);
-    this.#buf = this.#buf.length === 0 ? chunk : Buffer.concat([this.#buf, chunk]);
-    return true;
+    return typeof r.value === 'string' ? Buffer.from(r.value) : Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength);
   }
 
-  /** Exactly n bytes, or fewer only at the end of input. */
+  /**
+   * Exactly n bytes, or fewer only at the end of input. Only bytes that straddle input chunks
+   * are copied (headers at a chunk boundary), never the rest of a chunk.
+   */
   async read(n: number): Promise<Buffer> {
-    while (this.#buf.length < n) if (!(await this.#fill())) break;
-    const out = this.#buf.subarray(0, Math.min(n, this.#buf.length));
-    this.#buf = this.#buf.subarray(out.length);
-    return out;
+    if (this.#buf.length >= n) {
+      const out = this.#buf.subarray(0, n);
+      this.#buf = this.#buf.subarray(n);
+      return out;
+    }
+    const parts = [this.#buf];
+    let have = this.#buf.length;
+    this.#buf = empty;
+    while (have < n) {
+      const chunk = await this.#next();
+      if (!chunk) break;
+      const take = Math.min(n - have, chunk.length);
+      parts.push(chunk.subarray(0, take));
+      have += take;
+      this.#buf = chunk.subarray(take);
+    }
+    return Buffer.concat(parts, have);
   }
 
   /** Up to n bytes in chunks as they arrive; throws if input ends first. */
   async *chunks(n: number): AsyncGenerator<Buffer> {
     let left = n;
     while (left > 0) {
-      if (this.#buf.length === 0 && !(await this.#fill())) throw truncated();
+      if (this.#buf.length === 0) {
+        const chunk = await this.#next();
+        if (!chunk) throw truncated();
+        this.#buf = chunk;
+      }
       const take = Math.min(left, this.#buf.length);
       const out = this.#buf.subarray(0, take);
       this.#buf = this.#buf.subarray(take);
@@ -85,8 +106,8 @@ class ByteSource {
   }
 
   async drain(): Promise<void> {
-    this.#buf = Buffer.alloc(0);
-    while (await this.#fill()) this.#buf = Buffer.alloc(0);
+    this.#buf = empty;
+    while (await this.#next());
   }
 }
 

@@ -7,8 +7,13 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, promises as fs, readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { gzipSync } from 'node:zlib';
+import tarStream from 'tar-stream';
 import { bootstrapBusybox, cliMain, hasDocker, runCommand, startDaemon, type Daemon, type RunResult } from './harness.js';
 
 const ok = (r: RunResult, what: string) => assert.equal(r.code, 0, `${what}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
@@ -88,6 +93,91 @@ describe('push and pull through baleiad', () => {
     const inspect = await runCommand('skopeo', ['inspect', '--tls-verify=false', `docker://${addr}/team/bb:1`]);
     ok(inspect, 'skopeo inspect');
     assert.equal(JSON.parse(inspect.stdout).Digest, digest);
+  });
+
+  test('a pull cut by a daemon killed mid-download resumes after the restart with a Range request from the kept bytes', async () => {
+    // An image with one 6 MiB layer of random bytes (gzip cannot shrink it), put straight into
+    // the registry (a baleia push would leave the compressed blob in baleiad's store).
+    const pack = tarStream.pack();
+    const parts: Buffer[] = [];
+    const packed = (async () => {
+      for await (const c of pack) parts.push(Buffer.from(c as Uint8Array));
+    })();
+    await new Promise<void>((resolve, reject) => pack.entry({ name: 'data/big.bin', mode: 0o644 }, randomBytes(6 << 20), (e) => (e ? reject(e) : resolve())));
+    pack.finalize();
+    await packed;
+    const tar = Buffer.concat(parts);
+    const layer = gzipSync(tar);
+    const sha = (b: Buffer) => 'sha256:' + createHash('sha256').update(b).digest('hex');
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha(tar)] } }));
+    const manifest = JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: sha(layer), size: layer.length }],
+    });
+    for (const blob of [config, layer]) {
+      const r = await fetch(`http://${addr}/v2/resume/big/blobs/uploads/?digest=${sha(blob)}`, { method: 'POST', body: blob, headers: { 'Content-Type': 'application/octet-stream' } });
+      assert.equal(r.status, 201, await r.text());
+    }
+    const put = await fetch(`http://${addr}/v2/resume/big/manifests/1`, { method: 'PUT', body: manifest, headers: { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' } });
+    assert.equal(put.status, 201, await put.text());
+    const id = sha(config);
+
+    // A proxy in front of the registry: the first GET of the big blob gets 3 MiB of it, then
+    // nothing (the connection stays open); every blob GET's Range header is recorded.
+    const gets: Array<{ digest: string; range?: string }> = [];
+    let stalled: string | undefined;
+    const proxy = http.createServer((req, res) => {
+      const digest = req.method === 'GET' ? /\/blobs\/(sha256:[0-9a-f]{64})$/.exec(req.url ?? '')?.[1] : undefined;
+      if (digest) gets.push({ digest, range: req.headers.range });
+      const [host, port] = addr.split(':');
+      const upstream = http.request({ host, port: Number(port), method: req.method, path: req.url, headers: req.headers }, (up) => {
+        res.writeHead(up.statusCode ?? 500, up.headers);
+        up.on('error', () => res.destroy());
+        if (digest && !stalled && up.statusCode === 200) {
+          // Passed on whole unless it is over 3 MiB: then the rest is held back.
+          let sent = 0;
+          up.on('data', (c: Buffer) => {
+            const part = c.subarray(0, Math.max(0, (3 << 20) - sent));
+            sent += part.length;
+            if (part.length) res.write(part);
+            if (sent >= 3 << 20) stalled = digest;
+          });
+          up.on('end', () => {
+            if (stalled !== digest) res.end();
+          });
+          return;
+        }
+        up.pipe(res);
+      });
+      upstream.on('error', () => res.destroy());
+      req.pipe(upstream);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    try {
+      const proxied = `127.0.0.1:${(proxy.address() as AddressInfo).port}/resume/big:1`;
+      const first = daemon.cli(['pull', proxied], { timeoutMs: 60_000 });
+      const keptBytes = async () => {
+        if (!stalled) return 0;
+        return (await fs.stat(path.join(daemon.root, 'content', 'ingest', stalled.slice(7), 'data')).catch(() => undefined))?.size ?? 0;
+      };
+      for (let i = 0; i < 400 && (await keptBytes()) < 1 << 20; i++) await new Promise((r) => setTimeout(r, 25));
+      assert.ok((await keptBytes()) >= 1 << 20, 'a MiB of the blob reached the disk before the kill');
+      await daemon.stop({ kill: true });
+      assert.notEqual((await first).code, 0);
+      const kept = await keptBytes();
+
+      await daemon.restart();
+      const again = await daemon.cli(['pull', proxied], { timeoutMs: 60_000 });
+      ok(again, 'pull after restart');
+      assert.deepEqual(gets.filter((g) => g.digest === stalled).map((g) => g.range), [undefined, `bytes=${kept}-`]);
+      assert.equal((await daemon.cli(['image', 'inspect', '-f', '{{.Id}}', proxied])).stdout.trim(), id);
+      assert.deepEqual(await fs.readdir(path.join(daemon.root, 'content', 'ingest')), []);
+    } finally {
+      proxy.closeAllConnections();
+      await new Promise<void>((resolve) => proxy.close(() => resolve()));
+    }
   });
 
   test('skopeo copies what baleia pushed into an OCI layout that oci-image-tool validates', {
