@@ -8,6 +8,12 @@
  * process; this module owns the record, the rootfs mount while running, waiters, attachers and
  * execs. After a daemon restart `init()` re-adopts running containers and records the exit code
  * of those that ended meanwhile.
+ *
+ * The manager keeps the records, their lookup, the lifecycle and its persistence; each other
+ * concern has its own file and receives only what it needs (a lookup, an emit, a save):
+ *
+ *   container-spec.ts     the OCI spec input, the process's user and working directory
+ *   container-network.ts  network mode, links, sandbox and endpoints, the /etc files
  */
 import { promises as fs, statSync } from 'node:fs';
 import path from 'node:path';
@@ -17,7 +23,6 @@ import {
   Owner,
   conflict,
   describeError,
-  errnoCode,
   invalidArgument,
   isKind,
   newId,
@@ -31,8 +36,8 @@ import {
 } from '../lib/index.js';
 import type { ImageStore, ImageRecord as ImageRecordLike } from '../image/index.js';
 import type { ContentStore } from '../content/index.js';
-import { hostsFile, resolvConf, usableHostResolvers, type NetworkManager } from '../network/index.js';
-import { linkEnv, linkHostsEntry, parseLink, storedLink, type Link, type ResolvedLink } from './links.js';
+import type { NetworkManager } from '../network/index.js';
+import { linkEnv } from './links.js';
 import {
   archiveFromRoot,
   changes as layerChanges,
@@ -50,13 +55,12 @@ import {
   type ParsedMount,
   type VolumeStore,
 } from '../volume/index.js';
-import { buildSpec, hostCapabilities, hostDevices, hostRlimits, resourceLimits, type Runtime, type AttachSession, type SpecInput } from '../runtime/index.js';
+import { buildSpec, hostCapabilities, hostDevices, hostRlimits, resourceLimits, type Runtime, type AttachSession } from '../runtime/index.js';
 import type { EventBus } from './events.js';
 import {
   mergeCreate,
   mergeEnv,
   normalizeHostConfig,
-  resolveUser,
   specResources,
   signalNumber,
   validateName,
@@ -68,6 +72,8 @@ import { generateName } from './names.js';
 import { HealthMonitor, healthConfig, type HealthState } from './health.js';
 import { sampleStats, zeroStats } from './stats.js';
 import { LogRotator, logLimits, rotatedFiles } from './log-rotation.js';
+import { ContainerNetworking } from './container-network.js';
+import { ensureDirIn, specInput, startErrorExitCode, userIn, type HostLimits } from './container-spec.js';
 
 export interface ContainerState {
   Status: 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead';
@@ -206,7 +212,8 @@ export class ContainerManager {
   readonly #names = new Map<string, string>(); // '/name' → id
   readonly #execs = new Map<string, ExecRecord>();
   readonly #ncpu = os.cpus().length;
-  #host: Pick<SpecInput, 'hostCapabilities' | 'hostRlimits' | 'cgroupVersion'> = {};
+  #host: HostLimits = {};
+  readonly #networking: ContainerNetworking;
 
   constructor(options: ContainerManagerOptions) {
     this.#root = path.join(options.root, 'containers');
@@ -218,6 +225,8 @@ export class ContainerManager {
     this.#runtime = options.runtime;
     this.#events = options.events;
     this.#log = options.logger;
+    const lookup = (idOrName: string) => this.#find(idOrName).record;
+    this.#networking = new ContainerNetworking({ network: this.#network, events: this.#events, lookup, save: (record) => this.#save(record) });
   }
 
   // ---------------------------------------------------------------- start-up and lookup
@@ -346,11 +355,11 @@ export class ContainerManager {
     const imageConfig = await this.#images.getConfig(image);
     const id = newId();
     const merged = mergeCreate({ id, body, imageConfig: ((imageConfig.config ?? {}) as Json), ncpu: this.#ncpu });
-    await this.#checkNetworkMode(merged.hostConfig.NetworkMode).catch(notFoundIsInvalid);
+    await this.#networking.checkMode(merged.hostConfig.NetworkMode).catch(notFoundIsInvalid);
     logLimits(merged.hostConfig.LogConfig.Config);
     const finalName = name ?? `/${generateName((n) => this.#names.has(`/${n}`))}`;
     this.#checkNameFree(finalName);
-    merged.hostConfig.Links = this.#checkLinks(merged.hostConfig.Links, finalName);
+    merged.hostConfig.Links = this.#networking.checkLinks(merged.hostConfig.Links, finalName);
     const dir = this.dir(id);
     const record: ContainerRecord = {
       Id: id,
@@ -516,151 +525,20 @@ export class ContainerManager {
       );
   }
 
-  async #checkNetworkMode(mode: string): Promise<void> {
-    if (['default', 'bridge', 'host', 'none'].includes(mode)) return;
-    if (mode.startsWith('container:')) {
-      this.#find(mode.slice('container:'.length));
-      return;
-    }
-    await this.#network.inspect(mode);
-  }
-
-  /** `--link name[:alias]` at create: each linked container must exist; stored as Docker does. */
-  #checkLinks(links: string[] | null, linkerName: string): string[] | null {
-    if (!links || links.length === 0) return null;
-    return links.map((text) => {
-      let link: Link;
-      try {
-        link = parseLink(text);
-      } catch (err) {
-        throw invalidArgument((err as Error).message);
-      }
-      let target: ContainerRecord;
-      try {
-        target = this.#find(link.name).record;
-      } catch (err) {
-        if (isKind(err, 'NotFound')) throw invalidArgument(`could not get container for ${link.name}: No such container: ${link.name}`);
-        throw err;
-      }
-      if (`/${link.name}` !== target.Name) link = { ...link, name: target.Name.slice(1) };
-      if (target.Name === linkerName) throw invalidArgument(`Cannot link to ${linkerName}: a container cannot link to itself`);
-      return storedLink(link, linkerName);
-    });
-  }
-
-  /**
-   * The links of a starting container: each linked container must be running; its address is
-   * the one on a network both share (the default bridge for legacy links).
-   */
-  #resolveLinks(record: ContainerRecord): ResolvedLink[] {
-    const primary = record.HostConfig.NetworkMode === 'default' ? 'bridge' : record.HostConfig.NetworkMode;
-    return (record.HostConfig.Links ?? []).map((text) => {
-      const link = parseLink(text);
-      const target = this.#find(link.name).record;
-      if (!target.State.Running) throw conflict(`Cannot link to a non running container: ${target.Name} AS ${record.Name}/${link.alias}`);
-      const endpoints = this.#network.endpoints(target.Id);
-      const ip = endpoints[primary]?.IPAddress || Object.values(endpoints).find((e) => e.IPAddress)?.IPAddress;
-      if (!ip) throw conflict(`Cannot link to ${target.Name}: it has no address on the ${primary} network`);
-      return { ...link, id: target.Id, ip, exposedPorts: Object.keys(target.Config.ExposedPorts ?? {}), env: target.Config.Env ?? [] };
-    });
-  }
-
-  /**
-   * The container's network namespace, made before runc creates the container (the spec names
-   * it by path); undefined for host, none and container:<id>, where runc has nothing to join.
-   */
-  async #createSandbox(record: ContainerRecord, owner: Owner): Promise<string | undefined> {
-    const mode = record.HostConfig.NetworkMode;
-    if (mode === 'host' || mode === 'none' || mode.startsWith('container:')) return undefined;
-    const netns = await this.#network.createSandbox(record.Id);
-    owner.defer(() => this.#network.removeSandbox(record.Id));
-    return netns;
-  }
-
-  /**
-   * Joins the container's sandbox to its networks: an endpoint on the primary network (and on
-   * any other in EndpointsConfig), then its published ports. It may run while runc creates the
-   * container: the container's process only runs at `start`, so the interfaces must exist
-   * before start, not before create. The caller's owner removes the sandbox on failure.
-   */
-  async #attachNetworks(record: ContainerRecord): Promise<{ ip?: string; gateway?: string }> {
-    const mode = record.HostConfig.NetworkMode;
-    const id = record.Id;
-    const primary = mode === 'default' ? 'bridge' : mode;
-    const configs = ((record.NetworkingConfig.EndpointsConfig ?? {}) as Record<string, Json | null>);
-    const others = Object.keys(configs).filter((n) => n !== primary && n !== mode && n !== 'default');
-    let ip: string | undefined;
-    let gateway: string | undefined;
-    for (const net of [primary, ...others]) {
-      const ep = (configs[net] ?? (net === primary ? configs[mode] ?? configs.default : undefined) ?? {}) as Json;
-      const ipam = (ep.IPAMConfig ?? {}) as Json;
-      const endpoint = await this.#network.connect(id, net, {
-        name: record.Name.slice(1),
-        hostname: record.Config.Hostname,
-        aliases: Array.isArray(ep.Aliases) ? ep.Aliases.map(String) : undefined,
-        ipv4Address: typeof ipam.IPv4Address === 'string' && ipam.IPv4Address ? ipam.IPv4Address : undefined,
-        macAddress: typeof ep.MacAddress === 'string' && ep.MacAddress ? ep.MacAddress : undefined,
-      });
-      this.#events.publish('network', 'connect', endpoint.NetworkID, { container: id, name: net, type: 'bridge' });
-      if (net === primary) {
-        ip = endpoint.IPAddress;
-        gateway = endpoint.Gateway;
-      }
-    }
-    // Nothing to publish, no firewall rewrite (it costs tens of ms on every start).
-    const bindings = record.HostConfig.PortBindings ?? {};
-    if (Object.keys(bindings).length > 0 || record.HostConfig.PublishAllPorts) {
-      await this.#network.publish(id, bindings, {
-        exposed: Object.keys(record.Config.ExposedPorts ?? {}),
-        publishAll: Boolean(record.HostConfig.PublishAllPorts),
-      });
-    }
-    return { ip, gateway };
-  }
+  // ---------------------------------------------------------------- networks
 
   /** Live connect (running) or recorded for the next start (created, stopped). */
   async connectNetwork(idOrName: string, network: string, endpointConfig: Json): Promise<void> {
-    const live = this.#find(idOrName);
-    const { record } = live;
-    const net = (await this.#network.inspect(network)) as { Name: string; Id: string; Driver: string };
-    if (net.Driver === 'host' || net.Driver === 'null') throw new BaleiaError('Forbidden', `container cannot be disconnected from host network or connected to host network`);
-    const configs = ((record.NetworkingConfig.EndpointsConfig ??= {}) as Record<string, Json>);
-    if (record.State.Running && this.#network.sandboxPath(record.Id)) {
-      const ipam = (endpointConfig.IPAMConfig ?? {}) as Json;
-      await this.#network.connect(record.Id, net.Name, {
-        name: record.Name.slice(1),
-        hostname: record.Config.Hostname,
-        aliases: Array.isArray(endpointConfig.Aliases) ? endpointConfig.Aliases.map(String) : undefined,
-        ipv4Address: typeof ipam.IPv4Address === 'string' && ipam.IPv4Address ? ipam.IPv4Address : undefined,
-      });
-      // Joining a user network brings the embedded DNS (written in place: the file is bind-mounted).
-      await this.#writeResolvConf(record, record.HostConfig.NetworkMode);
-    } else if (record.State.Running) {
-      throw conflict(`Cannot connect container ${record.Id} to ${net.Name}: it runs in network mode ${record.HostConfig.NetworkMode}`);
-    }
-    configs[net.Name] = endpointConfig;
-    await this.#save(record);
-    this.#events.publish('network', 'connect', net.Id, { container: record.Id, name: net.Name, type: net.Driver });
+    return this.#networking.connect(this.#find(idOrName).record, network, endpointConfig);
   }
 
   async disconnectNetwork(idOrName: string, network: string, options: { force?: boolean } = {}): Promise<void> {
-    const live = this.#find(idOrName);
-    const { record } = live;
-    const net = (await this.#network.inspect(network)) as { Name: string; Id: string; Driver: string };
-    const configs = ((record.NetworkingConfig.EndpointsConfig ??= {}) as Record<string, Json>);
-    if (record.State.Running && this.#network.sandboxPath(record.Id)) {
-      await this.#network.disconnect(record.Id, net.Name, options);
-    } else if (!(net.Name in configs) && !(record.HostConfig.NetworkMode === net.Name || (record.HostConfig.NetworkMode === 'default' && net.Name === 'bridge'))) {
-      if (!options.force) throw invalidArgument(`container ${record.Id} is not connected to network ${net.Name}`);
-    }
-    delete configs[net.Name];
-    await this.#save(record);
-    this.#events.publish('network', 'disconnect', net.Id, { container: record.Id, name: net.Name, type: net.Driver });
+    return this.#networking.disconnect(this.#find(idOrName).record, network, options);
   }
 
   /** Endpoints and published ports of a running container, for inspect and ps. */
   networkView(id: string): { endpoints: Record<string, Json>; ports: Record<string, unknown> } {
-    return { endpoints: this.#network.endpoints(id) as unknown as Record<string, Json>, ports: this.#network.ports(id) };
+    return this.#networking.view(id);
   }
 
   // ---------------------------------------------------------------- start
@@ -685,22 +563,18 @@ export class ContainerManager {
     let sandbox: Promise<Settled<string | undefined>> | undefined;
     let attaching: Promise<Settled<{ ip?: string; gateway?: string }>> | undefined;
     try {
-      sandbox = settle(this.#createSandbox(record, owner));
+      sandbox = settle(this.#networking.createSandbox(record, owner));
       const image = await this.#images.resolve(record.Image);
       const chain = await this.#images.ensureUnpacked(image);
       mark('image');
       const rootfs = await this.#snapshots.mountContainer(id, chain);
       owner.defer(() => this.#snapshots.unmountContainer(id));
       mark('mount');
-      const user = resolveUser(
-        record.Config.User,
-        await readText(path.join(rootfs, 'etc/passwd')),
-        await readText(path.join(rootfs, 'etc/group')),
-      );
+      const user = await userIn(rootfs, record.Config.User);
       const cwd = record.Config.WorkingDir || '/';
       await ensureDirIn(rootfs, cwd);
       const networkMode = record.HostConfig.NetworkMode;
-      const links = this.#resolveLinks(record);
+      const links = this.#networking.resolveLinks(record);
       const made = await sandbox;
       if (!made.ok) throw made.error;
       const netns = made.value;
@@ -709,15 +583,15 @@ export class ContainerManager {
       // container, unless a net.* sysctl needs its interfaces when runc applies it at create.
       const overlap = !Object.keys(record.HostConfig.Sysctls ?? {}).some((k) => k.startsWith('net.'));
       if (netns) {
-        attaching = settle(this.#attachNetworks(record));
+        attaching = settle(this.#networking.attach(record));
         if (!overlap) await attaching;
       }
       // /etc/hosts and resolv.conf need the endpoints: until they are known the files only exist
       // (runc bind-mounts them at create), and are written in place before start.
-      if (attaching) await this.#touchEtcFiles(record);
-      else await this.#writeEtcFiles(record, networkMode, undefined, links);
+      if (attaching) await this.#networking.touchEtcFiles(record);
+      else await this.#networking.writeEtcFiles(record, networkMode, undefined, links);
       const volumeMounts = await this.#prepareMounts(record, rootfs, owner);
-      const input = this.#specInput(record, rootfs, user, cwd, netns);
+      const input = specInput(record, { rootfs, user, cwd, network: this.#networking.specNetwork(record, netns), host: this.#host });
       if (links.length > 0) input.env = mergeEnv(links.flatMap((l) => linkEnv(l, record.Name)), input.env);
       input.mounts = [...(input.mounts ?? []), ...volumeMounts];
       if (input.privileged) input.privilegedDevices = await hostDevices();
@@ -740,7 +614,7 @@ export class ContainerManager {
         const attached = await attaching;
         if (!attached.ok) throw attached.error;
         mark('network');
-        await this.#writeEtcFiles(record, networkMode, attached.value, links);
+        await this.#networking.writeEtcFiles(record, networkMode, attached.value, links);
       }
       await this.#connectAttachers(live);
       if (live.consoleSize) await this.#runtime.resize(id, live.consoleSize).catch(() => {});
@@ -779,104 +653,6 @@ export class ContainerManager {
       if (code !== undefined || isKind(err, 'InvalidArgument')) throw new BaleiaError('InvalidArgument', message, { cause: err });
       throw err;
     }
-  }
-
-  #specInput(record: ContainerRecord, rootfs: string, user: { uid: number; gid: number; additionalGids: number[] }, cwd: string, netns?: string): SpecInput {
-    const hc = record.HostConfig;
-    const networkMode = hc.NetworkMode;
-    let network: { mode: 'new' } | { mode: 'host' } | { mode: 'path'; path: string } = netns ? { mode: 'path', path: netns } : { mode: 'new' };
-    if (networkMode === 'host') network = { mode: 'host' };
-    else if (networkMode.startsWith('container:')) {
-      const other = this.#find(networkMode.slice('container:'.length)).record;
-      if (!other.State.Running) throw conflict(`cannot join network of a non running container: ${other.Id}`);
-      network = { mode: 'path', path: this.#network.sandboxPath(other.Id) ?? `/proc/${other.State.Pid}/ns/net` };
-    }
-    const env = mergeEnv(
-      [`HOSTNAME=${record.Config.Hostname}`, ...(record.Config.Tty ? ['TERM=xterm'] : [])],
-      record.Config.Env,
-    );
-    if (!env.some((e) => e.startsWith('HOME='))) env.push(`HOME=${user.uid === 0 ? '/root' : '/'}`);
-    const security = parseSecurityOpts(hc.SecurityOpt ?? []);
-    const mounts: Array<{ destination: string; type: string; source: string; options: string[] }> = [];
-    for (const [file, dest] of [[record.HostnamePath, '/etc/hostname'], [record.HostsPath, '/etc/hosts'], [record.ResolvConfPath, '/etc/resolv.conf']] as const)
-      mounts.push({ destination: dest, type: 'bind', source: file, options: ['rbind', 'rprivate', ...(hc.ReadonlyRootfs ? ['ro'] : [])] });
-    return {
-      id: record.Id,
-      rootfs,
-      readonlyRootfs: hc.ReadonlyRootfs,
-      args: [record.Path, ...record.Args],
-      env,
-      cwd,
-      user,
-      terminal: record.Config.Tty,
-      hostname: networkMode === 'host' ? os.hostname() : record.Config.Hostname,
-      domainname: record.Config.Domainname,
-      network,
-      ipcMode: (hc.IpcMode === 'host' ? 'host' : hc.IpcMode === 'shareable' ? 'shareable' : 'private') as 'host' | 'shareable' | 'private',
-      pidMode: (hc.PidMode === 'host' ? 'host' : 'private') as 'host' | 'private',
-      utsMode: (hc.UTSMode === 'host' || networkMode === 'host' ? 'host' : 'private') as 'host' | 'private',
-      cgroupsPath: `/baleia/${record.Id}`,
-      resources: specResources(hc),
-      privileged: hc.Privileged,
-      capAdd: hc.CapAdd ?? [],
-      capDrop: hc.CapDrop ?? [],
-      seccomp: security.seccomp,
-      noNewPrivileges: security.noNewPrivileges,
-      devices: (hc.Devices ?? []).map((d) => ({
-        pathOnHost: d.PathOnHost,
-        pathInContainer: d.PathInContainer || d.PathOnHost,
-        cgroupPermissions: d.CgroupPermissions || 'rwm',
-      })),
-      sysctls: hc.Sysctls ?? {},
-      ulimits: (hc.Ulimits ?? []).map((u) => ({ name: u.Name, soft: u.Soft, hard: u.Hard })),
-      shmSize: hc.ShmSize,
-      mounts,
-      init: Boolean(hc.Init),
-      ...this.#host,
-    };
-  }
-
-  /** Makes sure hostname, hosts and resolv.conf exist (runc bind-mounts them) without writing them. */
-  async #touchEtcFiles(record: ContainerRecord): Promise<void> {
-    for (const file of [record.HostnamePath, record.HostsPath, record.ResolvConfPath]) await (await fs.open(file, 'a')).close();
-  }
-
-  async #writeEtcFiles(record: ContainerRecord, networkMode: string, attached?: { ip?: string; gateway?: string }, links: ResolvedLink[] = []): Promise<void> {
-    const hostname = networkMode === 'host' ? os.hostname() : record.Config.Hostname;
-    await fs.writeFile(record.HostnamePath, `${hostname}\n`);
-    const extraHosts = (record.HostConfig.ExtraHosts ?? []).flatMap((extra) => {
-      const sep = extra.indexOf(':');
-      if (sep <= 0) return [];
-      const target = extra.slice(sep + 1);
-      // `host-gateway`: the host as the container reaches it, its bridge's gateway.
-      const ip = target === 'host-gateway' ? attached?.gateway ?? '127.0.0.1' : target;
-      return [{ name: extra.slice(0, sep), ip }];
-    });
-    extraHosts.push(...links.map(linkHostsEntry));
-    let hosts: string;
-    if (networkMode === 'host') hosts = (await readText('/etc/hosts')) + extraHosts.map((h) => `${h.ip}\t${h.name}\n`).join('');
-    else hosts = hostsFile({ hostname: record.Config.Hostname, domainname: record.Config.Domainname || undefined, ip: attached?.ip, extraHosts });
-    await fs.writeFile(record.HostsPath, hosts);
-    await this.#writeResolvConf(record, networkMode);
-  }
-
-  async #writeResolvConf(record: ContainerRecord, networkMode: string): Promise<void> {
-    const hostResolv = await readText('/etc/resolv.conf');
-    const dns = record.HostConfig.Dns ?? [];
-    const search = record.HostConfig.DnsSearch ?? [];
-    const options = record.HostConfig.DnsOptions ?? [];
-    let resolv: string;
-    if (networkMode === 'host' && dns.length === 0 && search.length === 0 && options.length === 0) resolv = hostResolv;
-    else {
-      const host = usableHostResolvers(hostResolv);
-      const embedded = this.#network.dnsServerFor(record.Id);
-      resolv = resolvConf({
-        nameservers: embedded ? [embedded] : dns.length ? dns : host.nameservers,
-        search: search.length ? search : host.search,
-        options: options.length ? options : host.options,
-      });
-    }
-    await fs.writeFile(record.ResolvConfPath, resolv);
   }
 
   // ---------------------------------------------------------------- exit monitoring
@@ -1350,11 +1126,7 @@ export class ContainerManager {
     let session;
     try {
       const rootfs = await this.#snapshots.mountContainer(record.Id, await this.#images.ensureUnpacked(await this.#images.resolve(record.Image)));
-      const user = resolveUser(
-        exec.ProcessConfig.user || record.Config.User,
-        await readText(path.join(rootfs, 'etc/passwd')),
-        await readText(path.join(rootfs, 'etc/group')),
-      );
+      const user = await userIn(rootfs, exec.ProcessConfig.user || record.Config.User);
       const env = mergeEnv(mergeEnv([`HOSTNAME=${record.Config.Hostname}`], record.Config.Env), [
         ...(exec.ProcessConfig.tty ? ['TERM=xterm'] : []),
         ...exec.Env,
@@ -1600,7 +1372,7 @@ export class ContainerManager {
   /** One health probe: an exec with a timeout; a probe that hangs is killed and counts as failed. */
   async #probe(record: ContainerRecord, argv: string[], timeoutMs: number): Promise<{ exitCode: number; output: string }> {
     const rootfs = this.#snapshots.containerMergedPath(record.Id);
-    const user = resolveUser(record.Config.User, await readText(path.join(rootfs, 'etc/passwd')), await readText(path.join(rootfs, 'etc/group')));
+    const user = await userIn(rootfs, record.Config.User);
     this.#emit(record, `exec_create: ${argv.join(' ')}`);
     const session = await this.#runtime.exec(record.Id, {
       args: argv,
@@ -1741,63 +1513,6 @@ export class ContainerManager {
     const next = live.lock.then(fn, fn);
     live.lock = next.catch(() => {});
     return next;
-  }
-}
-
-/** Docker's exit codes for a command that cannot start: 127 not found, 126 not invokable. */
-export function startErrorExitCode(message: string, command: string): number | undefined {
-  const m = message.toLowerCase();
-  if (m.includes('executable file not found') || (m.includes('no such file or directory') && m.includes(command.toLowerCase())))
-    return 127;
-  if (m.includes('permission denied') || m.includes('is a directory') || m.includes('exec format error')) return 126;
-  return undefined;
-}
-
-function parseSecurityOpts(opts: string[]): { seccomp: 'default' | 'unconfined' | object; noNewPrivileges: boolean } {
-  let seccomp: 'default' | 'unconfined' | object = 'default';
-  let noNewPrivileges = false;
-  for (const opt of opts) {
-    const [key, value = ''] = opt.includes('=') ? [opt.slice(0, opt.indexOf('=')), opt.slice(opt.indexOf('=') + 1)] : opt.split(':');
-    if (key === 'seccomp') {
-      if (value === 'unconfined') seccomp = 'unconfined';
-      else {
-        try {
-          // The docker CLI reads a profile file and sends its JSON content.
-          seccomp = JSON.parse(value) as object;
-        } catch {
-          throw invalidArgument(`Invalid security option "seccomp": ${JSON.stringify(value.slice(0, 40))} is not a JSON seccomp profile`);
-        }
-      }
-    } else if (key === 'no-new-privileges') noNewPrivileges = value === '' || value === 'true';
-    else if (key === 'apparmor' || key === 'label') continue;
-    else throw invalidArgument(`invalid --security-opt: ${JSON.stringify(opt)}`);
-  }
-  return { seccomp, noNewPrivileges };
-}
-
-async function readText(file: string): Promise<string> {
-  try {
-    return await fs.readFile(file, 'utf8');
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return '';
-    throw err;
-  }
-}
-
-/** Creates `dir` inside `rootfs` without following symlinks out of it. */
-async function ensureDirIn(rootfs: string, dir: string): Promise<void> {
-  let current = rootfs;
-  for (const part of dir.split('/').filter((p) => p && p !== '.')) {
-    if (part === '..') throw invalidArgument(`the working directory '${dir}' is invalid`);
-    current = path.join(current, part);
-    try {
-      const st = await fs.lstat(current);
-      if (st.isSymbolicLink()) return; // resolved by the runtime inside the container
-      if (!st.isDirectory()) throw invalidArgument(`Cannot use working directory "${dir}": not a directory`);
-    } catch (err) {
-      if (errnoCode(err) !== 'ENOENT') throw err;
-      await fs.mkdir(current, { mode: 0o755 });
-    }
   }
 }
 
