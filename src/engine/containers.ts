@@ -14,6 +14,7 @@
  *
  *   container-spec.ts     the OCI spec input, the process's user and working directory
  *   container-network.ts  network mode, links, sandbox and endpoints, the /etc files
+ *   container-mounts.ts   binds, volumes, tmpfs and volumes-from, mounted at start
  */
 import { promises as fs, statSync } from 'node:fs';
 import path from 'node:path';
@@ -28,7 +29,6 @@ import {
   newId,
   notFound,
   readJsonIfExists,
-  resolveInRoot,
   run,
   shortId,
   writeJsonAtomic,
@@ -48,13 +48,7 @@ import {
   type PathStat,
   type Snapshotter,
 } from '../snapshot/index.js';
-import {
-  checkDuplicateDestinations,
-  parseMountSpec,
-  parseVolumeSpec,
-  type ParsedMount,
-  type VolumeStore,
-} from '../volume/index.js';
+import type { VolumeStore } from '../volume/index.js';
 import { buildSpec, hostCapabilities, hostDevices, hostRlimits, resourceLimits, type Runtime, type AttachSession } from '../runtime/index.js';
 import type { EventBus } from './events.js';
 import {
@@ -72,6 +66,7 @@ import { generateName } from './names.js';
 import { HealthMonitor, healthConfig, type HealthState } from './health.js';
 import { sampleStats, zeroStats } from './stats.js';
 import { LogRotator, logLimits, rotatedFiles } from './log-rotation.js';
+import { ContainerMounts } from './container-mounts.js';
 import { ContainerNetworking } from './container-network.js';
 import { ensureDirIn, specInput, startErrorExitCode, userIn, type HostLimits } from './container-spec.js';
 
@@ -213,6 +208,7 @@ export class ContainerManager {
   readonly #execs = new Map<string, ExecRecord>();
   readonly #ncpu = os.cpus().length;
   #host: HostLimits = {};
+  readonly #mounts: ContainerMounts;
   readonly #networking: ContainerNetworking;
 
   constructor(options: ContainerManagerOptions) {
@@ -226,6 +222,7 @@ export class ContainerManager {
     this.#events = options.events;
     this.#log = options.logger;
     const lookup = (idOrName: string) => this.#find(idOrName).record;
+    this.#mounts = new ContainerMounts({ volumes: this.#volumes, events: this.#events, logger: this.#log, lookup });
     this.#networking = new ContainerNetworking({ network: this.#network, events: this.#events, lookup, save: (record) => this.#save(record) });
   }
 
@@ -290,8 +287,7 @@ export class ContainerManager {
       record.State.Pid = state.pid;
       live.inRuntime = true;
       await this.#save(record);
-      for (const mp of record.MountPoints ?? [])
-        if (mp.Type === 'volume' && mp.Name) await this.#volumes.mount(mp.Name, record.Id).catch(() => {});
+      await this.#mounts.readopt(record);
       this.#monitor(live);
       this.#startHealth(live, { fresh: false });
       await this.#startRotator(live);
@@ -383,7 +379,7 @@ export class ContainerManager {
     };
     const owner = new Owner();
     try {
-      record.MountPoints = await this.#resolveMounts(record, owner).catch(notFoundIsInvalid);
+      record.MountPoints = await this.#mounts.resolve(record, owner).catch(notFoundIsInvalid);
       await fs.mkdir(dir, { recursive: true, mode: 0o710 });
       owner.defer(() => fs.rm(dir, { recursive: true, force: true }));
       // Reserve the name before any await that could let a second create take it.
@@ -402,119 +398,9 @@ export class ContainerManager {
     return { Id: id, Warnings: warnings };
   }
 
-  /**
-   * Turns Binds (`-v`), Mounts (`--mount`), Tmpfs, VolumesFrom and the image's VOLUMEs into the
-   * container's mount points, creating the volumes they name. Anonymous volumes made here are
-   * removed again by `owner` if the create fails.
-   */
-  async #resolveMounts(record: ContainerRecord, owner: Owner): Promise<MountPoint[]> {
-    const hc = record.HostConfig;
-    const parsed: Array<ParsedMount & { fromBinds?: boolean }> = [];
-    for (const bind of hc.Binds ?? []) parsed.push({ ...parseVolumeSpec(bind), fromBinds: true });
-    for (const m of (hc.Mounts as object[] | null | undefined) ?? []) parsed.push(parseMountSpec(m));
-    for (const [destination, options] of Object.entries((hc.Tmpfs as Record<string, string> | null | undefined) ?? {}))
-      parsed.push({ type: 'tmpfs', destination, readOnly: false, mode: '', tmpfsOptions: options });
-    const inherited: MountPoint[] = [];
-    for (const spec of (hc.VolumesFrom as string[] | null | undefined) ?? []) {
-      const [ref = '', mode] = spec.split(':');
-      if (mode !== undefined && mode !== 'ro' && mode !== 'rw') throw invalidArgument(`invalid mode for volumes-from: ${mode}`);
-      const other = this.#find(ref).record;
-      for (const mp of other.MountPoints ?? [])
-        inherited.push({ ...mp, RW: mode === undefined ? mp.RW : mode === 'rw', Mode: mode ?? mp.Mode, Anonymous: false });
-    }
-    checkDuplicateDestinations([...parsed, ...inherited.map((m) => ({ destination: m.Destination }))]);
-    const points: MountPoint[] = [];
-    const volume = async (name: string | undefined, p: Partial<ParsedMount>): Promise<{ Name: string; Mountpoint: string }> => {
-      if (name) {
-        const existing = await this.#volumes.get(name).catch((err) => {
-          if (isKind(err, 'NotFound')) return undefined;
-          throw err;
-        });
-        if (existing) return existing;
-      }
-      const created = await this.#volumes.create({
-        name,
-        anonymous: !name,
-        labels: p.volumeOptions?.labels,
-        driver: p.volumeOptions?.driver,
-        options: p.volumeOptions?.driverOptions,
-      });
-      if (!name) owner.defer(() => this.#volumes.remove(created.Name, { force: true }));
-      this.#events.publish('volume', 'create', created.Name, { driver: 'local' });
-      return created;
-    };
-    for (const p of parsed) {
-      if (p.type === 'bind') {
-        const source = p.source!;
-        // `-v /host:/c` creates a missing host directory; `--mount` refused it while parsing.
-        if (p.fromBinds || p.createMountpoint) await fs.mkdir(source, { recursive: true });
-        points.push({ Type: 'bind', Source: source, Destination: p.destination, Mode: p.mode, RW: !p.readOnly, Propagation: p.propagation ?? 'rprivate' });
-      } else if (p.type === 'volume') {
-        const v = await volume(p.source, p);
-        points.push({
-          Type: 'volume', Name: v.Name, Source: v.Mountpoint, Destination: p.destination, Driver: 'local',
-          Mode: p.mode, RW: !p.readOnly, Propagation: '', NoCopy: p.nocopy, Anonymous: !p.source,
-        });
-      } else {
-        points.push({ Type: 'tmpfs', Source: '', Destination: p.destination, Mode: p.mode, RW: !p.readOnly, Propagation: '', TmpfsOptions: p.tmpfsOptions ?? '' });
-      }
-    }
-    points.push(...inherited);
-    // The image's VOLUMEs (and Config.Volumes) not covered above become anonymous volumes.
-    for (const dest of Object.keys(record.Config.Volumes ?? {})) {
-      const destination = path.posix.normalize(dest).replace(/(.)\/+$/, '$1');
-      if (!destination.startsWith('/')) throw invalidArgument(`invalid mount config: mount path "${dest}" must be absolute`);
-      if (points.some((m) => m.Destination === destination)) continue;
-      const v = await volume(undefined, {});
-      points.push({ Type: 'volume', Name: v.Name, Source: v.Mountpoint, Destination: destination, Driver: 'local', Mode: '', RW: true, Propagation: '', Anonymous: true });
-    }
-    return points;
-  }
-
   /** Ids of the containers whose mounts use volume `name`. */
   volumeUsers(name: string): string[] {
     return this.list().filter((c) => (c.MountPoints ?? []).some((m) => m.Type === 'volume' && m.Name === name)).map((c) => c.Id);
-  }
-
-  /** Mounts the container's volumes (copying the image's content into new ones) and returns the OCI mounts. */
-  async #prepareMounts(record: ContainerRecord, rootfs: string, owner: Owner): Promise<Array<{ destination: string; type: string; source: string; options: string[] }>> {
-    const mounts: Array<{ destination: string; type: string; source: string; options: string[] }> = [];
-    for (const mp of record.MountPoints ?? []) {
-      const ro = mp.RW ? 'rw' : 'ro';
-      if (mp.Type === 'tmpfs') {
-        const extra = (mp.TmpfsOptions ?? '').split(',').filter(Boolean);
-        mounts.push({ destination: mp.Destination, type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'noexec', ...(mp.RW ? [] : ['ro']), ...extra] });
-        continue;
-      }
-      let source = mp.Source;
-      if (mp.Type === 'volume') {
-        const name = mp.Name!;
-        source = await this.#volumes.mount(name, record.Id);
-        owner.defer(() => this.#volumes.unmount(name, record.Id));
-        if (!mp.NoCopy) {
-          // Resolved inside the rootfs: an image symlink must not point the copy at the host.
-          const from = await resolveInRoot(rootfs, mp.Destination);
-          const st = await fs.lstat(from).catch(() => undefined);
-          if (st?.isDirectory()) await this.#volumes.copyUp(name, from);
-        }
-        this.#events.publish('volume', 'mount', name, { container: record.Id, destination: mp.Destination, driver: 'local', propagation: '', 'read/write': String(mp.RW) });
-      } else {
-        const exists = await fs.stat(source).catch(() => undefined);
-        if (!exists) throw invalidArgument(`invalid mount config for type "bind": bind source path does not exist: ${source}`);
-      }
-      mounts.push({ destination: mp.Destination, type: 'bind', source, options: ['rbind', ro, mp.Type === 'bind' ? mp.Propagation || 'rprivate' : 'rprivate'] });
-    }
-    return mounts;
-  }
-
-  async #releaseVolumes(record: ContainerRecord): Promise<void> {
-    for (const mp of record.MountPoints ?? []) {
-      if (mp.Type !== 'volume' || !mp.Name) continue;
-      await this.#volumes.unmount(mp.Name, record.Id).catch((err) =>
-        this.#log.warn('Cannot release volume', { container: record.Id, volume: mp.Name, err: describeError(err) }),
-      );
-      this.#events.publish('volume', 'unmount', mp.Name, { container: record.Id, driver: 'local' });
-    }
   }
 
   #checkNameFree(name: string): void {
@@ -590,7 +476,7 @@ export class ContainerManager {
       // (runc bind-mounts them at create), and are written in place before start.
       if (attaching) await this.#networking.touchEtcFiles(record);
       else await this.#networking.writeEtcFiles(record, networkMode, undefined, links);
-      const volumeMounts = await this.#prepareMounts(record, rootfs, owner);
+      const volumeMounts = await this.#mounts.prepare(record, rootfs, owner);
       const input = specInput(record, { rootfs, user, cwd, network: this.#networking.specNetwork(record, netns), host: this.#host });
       if (links.length > 0) input.env = mergeEnv(links.flatMap((l) => linkEnv(l, record.Name)), input.env);
       input.mounts = [...(input.mounts ?? []), ...volumeMounts];
@@ -691,7 +577,7 @@ export class ContainerManager {
             await this.#snapshots.unmountContainer(id).catch((err) =>
               this.#log.warn('Cannot unmount container rootfs', { container: id, err: describeError(err) }),
             );
-            await this.#releaseVolumes(live.record);
+            await this.#mounts.release(live.record);
             ms.unmount = Math.round(performance.now() - t0);
           })(),
           this.#network.removeSandbox(id).then(
@@ -907,15 +793,8 @@ export class ContainerManager {
     this.#live.delete(record.Id);
     this.#names.delete(record.Name);
     this.#emit(record, 'destroy');
-    if (options.volumes || record.HostConfig.AutoRemove) {
-      for (const mp of record.MountPoints ?? []) {
-        if (mp.Type !== 'volume' || !mp.Anonymous || !mp.Name || this.volumeUsers(mp.Name).length > 0) continue;
-        await this.#volumes.remove(mp.Name, { force: true }).catch((err) =>
-          this.#log.warn('Cannot remove anonymous volume', { volume: mp.Name, err: describeError(err) }),
-        );
-        this.#events.publish('volume', 'destroy', mp.Name, { driver: 'local' });
-      }
-    }
+    if (options.volumes || record.HostConfig.AutoRemove)
+      await this.#mounts.removeAnonymous(record, (volume) => this.volumeUsers(volume).length > 0);
     this.#fireWaiters(live, ['removed', 'next-exit', 'not-running'], { StatusCode: record.State.ExitCode, Error: null });
   }
 
