@@ -15,8 +15,10 @@
  *   container-spec.ts     the OCI spec input, the process's user and working directory
  *   container-network.ts  network mode, links, sandbox and endpoints, the /etc files
  *   container-mounts.ts   binds, volumes, tmpfs and volumes-from, mounted at start
+ *   container-exec.ts     exec instances and health probes
+ *   container-files.ts    stat, cp, export, diff, commit
  */
-import { promises as fs, statSync } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
 import {
@@ -38,16 +40,7 @@ import type { ImageStore, ImageRecord as ImageRecordLike } from '../image/index.
 import type { ContentStore } from '../content/index.js';
 import type { NetworkManager } from '../network/index.js';
 import { linkEnv } from './links.js';
-import {
-  archiveFromRoot,
-  changes as layerChanges,
-  diffTar,
-  exportRootfs,
-  extractToRoot,
-  statInRoot,
-  type PathStat,
-  type Snapshotter,
-} from '../snapshot/index.js';
+import type { PathStat, Snapshotter } from '../snapshot/index.js';
 import type { VolumeStore } from '../volume/index.js';
 import { buildSpec, hostCapabilities, hostDevices, hostRlimits, resourceLimits, type Runtime, type AttachSession } from '../runtime/index.js';
 import type { EventBus } from './events.js';
@@ -68,7 +61,11 @@ import { sampleStats, zeroStats } from './stats.js';
 import { LogRotator, logLimits, rotatedFiles } from './log-rotation.js';
 import { ContainerMounts } from './container-mounts.js';
 import { ContainerNetworking } from './container-network.js';
+import { ContainerExecs, type ExecRecord } from './container-exec.js';
+import { ContainerFiles } from './container-files.js';
 import { ensureDirIn, specInput, startErrorExitCode, userIn, type HostLimits } from './container-spec.js';
+
+export type { ExecRecord } from './container-exec.js';
 
 export interface ContainerState {
   Status: 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead';
@@ -143,24 +140,6 @@ export interface Attacher {
   closed: Promise<void>;
 }
 
-export interface ExecRecord {
-  ID: string;
-  ContainerID: string;
-  Running: boolean;
-  ExitCode: number | null;
-  Pid: number;
-  OpenStdin: boolean;
-  OpenStdout: boolean;
-  OpenStderr: boolean;
-  DetachKeys: string;
-  CanRemove: boolean;
-  ProcessConfig: { tty: boolean; entrypoint: string; arguments: string[]; privileged: boolean; user: string };
-  Env: string[];
-  WorkingDir: string;
-  ConsoleSize?: { width: number; height: number };
-  session?: import('../runtime/index.js').ExecSession;
-}
-
 interface Live {
   record: ContainerRecord;
   waiters: Array<{ condition: 'not-running' | 'next-exit' | 'removed'; resolve: (r: WaitResult) => void }>;
@@ -205,11 +184,12 @@ export class ContainerManager {
   readonly #log: Logger;
   readonly #live = new Map<string, Live>();
   readonly #names = new Map<string, string>(); // '/name' → id
-  readonly #execs = new Map<string, ExecRecord>();
   readonly #ncpu = os.cpus().length;
   #host: HostLimits = {};
   readonly #mounts: ContainerMounts;
   readonly #networking: ContainerNetworking;
+  readonly #execs: ContainerExecs;
+  readonly #files: ContainerFiles;
 
   constructor(options: ContainerManagerOptions) {
     this.#root = path.join(options.root, 'containers');
@@ -222,8 +202,11 @@ export class ContainerManager {
     this.#events = options.events;
     this.#log = options.logger;
     const lookup = (idOrName: string) => this.#find(idOrName).record;
+    const emit = (record: ContainerRecord, action: string, extra?: Record<string, string>) => this.#emit(record, action, extra);
     this.#mounts = new ContainerMounts({ volumes: this.#volumes, events: this.#events, logger: this.#log, lookup });
     this.#networking = new ContainerNetworking({ network: this.#network, events: this.#events, lookup, save: (record) => this.#save(record) });
+    this.#execs = new ContainerExecs({ runtime: this.#runtime, snapshots: this.#snapshots, images: this.#images, logger: this.#log, lookup, emit });
+    this.#files = new ContainerFiles({ images: this.#images, snapshots: this.#snapshots, content: this.#content, runtime: this.#runtime, emit });
   }
 
   // ---------------------------------------------------------------- start-up and lookup
@@ -785,7 +768,7 @@ export class ContainerManager {
     if (live.restartTimer) clearTimeout(live.restartTimer);
     record.ManuallyStopped = true;
     record.State.Status = 'removing';
-    for (const exec of this.#execs.values()) if (exec.ContainerID === record.Id) this.#execs.delete(exec.ID);
+    this.#execs.forget(record.Id);
     // Exited containers were already deleted from the runtime by their monitor.
     if (live.inRuntime || record.State.Running) await this.#runtime.delete(record.Id, { force: true }).catch(() => {});
     await this.#snapshots.removeContainer(record.Id);
@@ -941,54 +924,20 @@ export class ContainerManager {
   // ---------------------------------------------------------------- exec
 
   createExec(idOrName: string, body: Json): ExecRecord {
-    const { record } = this.#find(idOrName);
-    if (!record.State.Running) throw conflict(`Container ${record.Id} is not running`);
-    if (record.State.Paused) throw conflict(`Container ${record.Id} is paused, unpause the container before exec`);
-    const cmd = Array.isArray(body.Cmd) ? body.Cmd.map(String) : typeof body.Cmd === 'string' ? [body.Cmd] : [];
-    if (cmd.length === 0) throw invalidArgument('No exec command specified');
-    const exec: ExecRecord = {
-      ID: newId(),
-      ContainerID: record.Id,
-      Running: false,
-      ExitCode: null,
-      Pid: 0,
-      OpenStdin: Boolean(body.AttachStdin),
-      OpenStdout: Boolean(body.AttachStdout),
-      OpenStderr: Boolean(body.AttachStderr),
-      DetachKeys: typeof body.DetachKeys === 'string' ? body.DetachKeys : '',
-      CanRemove: false,
-      ProcessConfig: {
-        tty: Boolean(body.Tty),
-        entrypoint: cmd[0]!,
-        arguments: cmd.slice(1),
-        privileged: Boolean(body.Privileged),
-        user: typeof body.User === 'string' ? body.User : '',
-      },
-      Env: Array.isArray(body.Env) ? body.Env.map(String) : [],
-      WorkingDir: typeof body.WorkingDir === 'string' ? body.WorkingDir : '',
-    };
-    this.#execs.set(exec.ID, exec);
-    this.#emit(record, `exec_create: ${cmd.join(' ')}`, { execID: exec.ID });
-    return exec;
+    return this.#execs.create(this.#find(idOrName).record, body);
   }
 
   getExec(id: string): ExecRecord {
-    const exec = this.#execs.get(id);
-    if (!exec) throw notFound(`No such exec instance: ${id}`);
-    return exec;
+    return this.#execs.get(id);
   }
 
   execIds(containerId: string): string[] {
-    return [...this.#execs.values()].filter((e) => e.ContainerID === containerId).map((e) => e.ID);
+    return this.#execs.idsOf(containerId);
   }
 
   /** Checks an exec can start, before the connection is hijacked. */
   checkExecStartable(id: string): ExecRecord {
-    const exec = this.getExec(id);
-    if (exec.Running || exec.ExitCode !== null) throw conflict(`Exec command ${id} has already run`);
-    const { record } = this.#find(exec.ContainerID);
-    if (!record.State.Running) throw conflict(`Container ${record.Id} is not running`);
-    return exec;
+    return this.#execs.checkStartable(id);
   }
 
   /**
@@ -996,172 +945,35 @@ export class ContainerManager {
    * recorded (clients read `GET /exec/{id}/json` right at end of stream).
    */
   async startExec(id: string, attacher: Attacher | undefined): Promise<void> {
-    const exec = this.checkExecStartable(id);
-    const live = this.#find(exec.ContainerID);
-    const { record } = live;
-    exec.Running = true;
-    const cmd = [exec.ProcessConfig.entrypoint, ...exec.ProcessConfig.arguments];
-    this.#emit(record, `exec_start: ${cmd.join(' ')}`, { execID: exec.ID });
-    let session;
-    try {
-      const rootfs = await this.#snapshots.mountContainer(record.Id, await this.#images.ensureUnpacked(await this.#images.resolve(record.Image)));
-      const user = await userIn(rootfs, exec.ProcessConfig.user || record.Config.User);
-      const env = mergeEnv(mergeEnv([`HOSTNAME=${record.Config.Hostname}`], record.Config.Env), [
-        ...(exec.ProcessConfig.tty ? ['TERM=xterm'] : []),
-        ...exec.Env,
-      ]);
-      if (!env.some((e) => e.startsWith('HOME='))) env.push(`HOME=${user.uid === 0 ? '/root' : '/'}`);
-      session = await this.#runtime.exec(record.Id, {
-        args: cmd,
-        env,
-        cwd: exec.WorkingDir || record.Config.WorkingDir || '/',
-        user,
-        terminal: exec.ProcessConfig.tty,
-        openStdin: exec.OpenStdin,
-        privileged: exec.ProcessConfig.privileged,
-        detach: attacher === undefined,
-        size: exec.ConsoleSize,
-      });
-    } catch (err) {
-      const message = describeError(err);
-      exec.Running = false;
-      exec.ExitCode = startErrorExitCode(message, cmd[0]!) ?? 126;
-      this.#emit(record, 'exec_die', { execID: exec.ID, exitCode: String(exec.ExitCode) });
-      if (attacher) {
-        attacher.write(1, Buffer.from(`OCI runtime exec failed: ${message}: unknown\r\n`));
-        attacher.end();
-        return;
-      }
-      throw err;
-    }
-    exec.session = session;
-    exec.Pid = session.pid;
-    if (attacher) {
-      session.onData((stream, data) => {
-        if (stream === 'stderr' && !exec.ProcessConfig.tty) {
-          if (exec.OpenStderr) attacher.write(2, data);
-        } else if (exec.OpenStdout) attacher.write(1, data);
-      });
-      if (exec.OpenStdin) {
-        attacher.onInput((data) => session.write(data));
-        attacher.onInputEnd(() => session.closeStdin());
-      }
-    }
-    void session.exit.then(
-      ({ exitCode, error }) => {
-        // A command that could not start: Docker writes runc's reason into the stream.
-        if (error && attacher) attacher.write(1, Buffer.from(`${error}\r\n`));
-        exec.ExitCode = exitCode;
-        exec.Running = false;
-        exec.session = undefined;
-        this.#emit(record, 'exec_die', { execID: exec.ID, exitCode: String(exitCode) });
-        attacher?.end();
-      },
-      (err) => {
-        exec.ExitCode = 126;
-        exec.Running = false;
-        this.#log.warn('Exec failed', { container: record.Id, exec: exec.ID, err: describeError(err) });
-        attacher?.end();
-      },
-    );
+    return this.#execs.start(id, attacher);
   }
 
   async resizeExec(id: string, size: { width: number; height: number }): Promise<void> {
-    const exec = this.getExec(id);
-    exec.ConsoleSize = size;
-    if (exec.session && exec.ProcessConfig.tty) await exec.session.resize(size).catch(() => {});
+    return this.#execs.resize(id, size);
   }
 
   // ---------------------------------------------------------------- files: cp, export, diff, commit
 
-  /**
-   * The container's root as its processes see it: /proc/<pid>/root while it runs (volumes and
-   * tmpfs included), else its rootfs mounted for the call. `release` undoes that mount.
-   */
-  async #rootOf(live: Live): Promise<{ root: string; release: () => Promise<void> }> {
-    const { record } = live;
-    if (record.State.Running && record.State.Pid) return { root: `/proc/${record.State.Pid}/root`, release: async () => {} };
-    const chain = await this.#images.ensureUnpacked(await this.#images.resolve(record.Image));
-    const merged = await this.#snapshots.mountContainer(record.Id, chain);
-    return {
-      root: merged,
-      release: async () => {
-        if (!live.record.State.Running) await this.#snapshots.unmountContainer(record.Id).catch(() => {});
-      },
-    };
-  }
-
   async statPath(idOrName: string, containerPath: string): Promise<PathStat> {
-    const live = this.#find(idOrName);
-    const { root, release } = await this.#rootOf(live);
-    try {
-      return await statInRoot(root, containerPath, { container: live.record.Id });
-    } finally {
-      await release();
-    }
+    return this.#files.stat(this.#find(idOrName).record, containerPath);
   }
 
   /** `docker cp` out: a tar of the path; the rootfs stays mounted until the stream ends. */
   async getArchive(idOrName: string, containerPath: string, options: { signal?: AbortSignal } = {}): Promise<{ stat: PathStat; stream: NodeJS.ReadableStream }> {
-    const live = this.#find(idOrName);
-    const { root, release } = await this.#rootOf(live);
-    try {
-      const { stat, stream } = await archiveFromRoot(root, containerPath, { container: live.record.Id, signal: options.signal });
-      let released = false;
-      const done = () => {
-        if (!released) void release();
-        released = true;
-      };
-      stream.once('end', done);
-      stream.once('close', done);
-      stream.once('error', done);
-      this.#emit(live.record, 'archive-path');
-      return { stat, stream };
-    } catch (err) {
-      await release();
-      throw err;
-    }
+    return this.#files.getArchive(this.#find(idOrName).record, containerPath, options);
   }
 
   /** `docker cp` in: extracts a tar into a directory of the container, never outside its root. */
   async putArchive(idOrName: string, containerPath: string, tar: NodeJS.ReadableStream, options: { noOverwriteDirNonDir?: boolean; copyUIDGID?: boolean; signal?: AbortSignal }): Promise<void> {
-    const live = this.#find(idOrName);
-    const { record } = live;
-    const readOnlyPaths = [
-      ...(record.HostConfig.ReadonlyRootfs ? ['/'] : []),
-      ...(record.MountPoints ?? []).filter((m) => !m.RW).map((m) => m.Destination),
-    ];
-    const { root, release } = await this.#rootOf(live);
-    try {
-      await extractToRoot(root, containerPath, tar, { ...options, readOnlyPaths, container: record.Id });
-    } finally {
-      await release();
-    }
-    this.#emit(record, 'extract-to-dir');
+    return this.#files.putArchive(this.#find(idOrName).record, containerPath, tar, options);
   }
 
   async export(idOrName: string, options: { signal?: AbortSignal } = {}): Promise<NodeJS.ReadableStream> {
-    const live = this.#find(idOrName);
-    const chain = await this.#images.ensureUnpacked(await this.#images.resolve(live.record.Image));
-    // The merged rootfs, without what the container mounted over it (as docker export).
-    const merged = await this.#snapshots.mountContainer(live.record.Id, chain);
-    const stream = exportRootfs(merged, options);
-    const done = () => {
-      if (!live.record.State.Running) void this.#snapshots.unmountContainer(live.record.Id).catch(() => {});
-    };
-    stream.once('end', done);
-    stream.once('error', done);
-    this.#emit(live.record, 'export');
-    return stream;
+    return this.#files.export(this.#find(idOrName).record, options);
   }
 
   async changes(idOrName: string): Promise<Array<{ Path: string; Kind: 0 | 1 | 2 }>> {
-    const { record } = this.#find(idOrName);
-    const chain = await this.#images.ensureUnpacked(await this.#images.resolve(record.Image));
-    const all = await layerChanges(this.#snapshots.containerUpperPath(record.Id), chain.map((c) => this.#snapshots.layerPath(c)));
-    // The files baleia bind-mounts over (Docker keeps them in an init layer): not the user's changes.
-    const managed = new Set(['/etc/hostname', '/etc/hosts', '/etc/resolv.conf']);
-    return all.filter((c) => !(managed.has(c.Path) && c.Kind === 1));
+    return this.#files.changes(this.#find(idOrName).record);
   }
 
   /**
@@ -1169,56 +981,7 @@ export class ContainerManager {
    * container's config (plus `changes`) as the new image's config.
    */
   async commit(idOrName: string, options: { ref?: string; author?: string; comment?: string; changes?: (config: Json) => void; config?: Json; pause?: boolean }): Promise<ImageRecordLike> {
-    const live = this.#find(idOrName);
-    const { record } = live;
-    const base = await this.#images.resolve(record.Image);
-    const chain = await this.#images.ensureUnpacked(base);
-    const paused = options.pause !== false && record.State.Running && !record.State.Paused;
-    if (paused) await this.#runtime.pause(record.Id);
-    let layer: { digest: string; size: number };
-    try {
-      // Without the files baleia bind-mounts over (empty mount targets), as Docker's init layer does.
-      const managed = new Set(['etc/hostname', 'etc/hosts', 'etc/resolv.conf']);
-      const upper = this.#snapshots.containerUpperPath(record.Id);
-      const isMountTarget = (name: string) => managed.has(name) && statSync(path.join(upper, name), { throwIfNoEntry: false })?.size === 0;
-      layer = await this.#content.ingest(diffTar(upper, chain.map((c) => this.#snapshots.layerPath(c)), { exclude: isMountTarget }));
-    } finally {
-      if (paused) await this.#runtime.resume(record.Id).catch(() => {});
-    }
-    const baseConfig = (await this.#images.getConfig(base)) as Json;
-    const c = record.Config;
-    const config: Json = {
-      ...((baseConfig.config as Json | undefined) ?? {}),
-      Env: c.Env, Cmd: c.Cmd, Entrypoint: c.Entrypoint, WorkingDir: c.WorkingDir, User: c.User,
-      ExposedPorts: c.ExposedPorts, Volumes: c.Volumes, Labels: c.Labels, StopSignal: c.StopSignal, Healthcheck: c.Healthcheck,
-      OnBuild: c.OnBuild, Hostname: c.Hostname, Domainname: c.Domainname,
-      Tty: c.Tty, OpenStdin: c.OpenStdin, StdinOnce: c.StdinOnce, AttachStdin: c.AttachStdin, AttachStdout: c.AttachStdout, AttachStderr: c.AttachStderr,
-      Image: record.Image,
-      ...(options.config ?? {}),
-    };
-    options.changes?.(config);
-    const created = new Date().toISOString();
-    const history = [...(((baseConfig.history as Json[] | undefined) ?? []))];
-    history.push({ created, created_by: [record.Path, ...record.Args].join(' '), ...(options.comment ? { comment: options.comment } : {}), ...(options.author ? { author: options.author } : {}) });
-    const rootfs = (baseConfig.rootfs as { diff_ids?: string[] } | undefined) ?? {};
-    const imageConfig = {
-      ...baseConfig,
-      created,
-      author: options.author ?? '',
-      comment: options.comment ?? '',
-      container: record.Id,
-      container_config: config,
-      config,
-      history,
-      rootfs: { type: 'layers', diff_ids: [...(rootfs.diff_ids ?? []), layer.digest] },
-    };
-    const layers = [
-      ...base.layers.map((l) => ({ digest: l.digest ?? l.diffId, mediaType: l.mediaType })),
-      { digest: layer.digest, mediaType: 'application/vnd.docker.image.rootfs.diff.tar' },
-    ];
-    const image = await this.#images.createImage({ config: Buffer.from(JSON.stringify(imageConfig)), layers, ref: options.ref });
-    this.#emit(record, 'commit', { comment: options.comment ?? '', imageID: image.id });
-    return image;
+    return this.#files.commit(this.#find(idOrName).record, options);
   }
 
   // ---------------------------------------------------------------- health, stats, update
@@ -1238,7 +1001,7 @@ export class ContainerManager {
     const monitor = new HealthMonitor({
       config,
       state: record.State.Health!,
-      probe: (argv, timeoutMs) => this.#probe(record, argv, timeoutMs),
+      probe: (argv, timeoutMs) => this.#execs.probe(record, argv, timeoutMs),
       onUpdate: (state, changed) => {
         if (changed) this.#emit(record, `health_status: ${state.Status}`);
         void this.#save(record).catch(() => {});
@@ -1246,44 +1009,6 @@ export class ContainerManager {
     });
     live.health = monitor;
     monitor.start();
-  }
-
-  /** One health probe: an exec with a timeout; a probe that hangs is killed and counts as failed. */
-  async #probe(record: ContainerRecord, argv: string[], timeoutMs: number): Promise<{ exitCode: number; output: string }> {
-    const rootfs = this.#snapshots.containerMergedPath(record.Id);
-    const user = await userIn(rootfs, record.Config.User);
-    this.#emit(record, `exec_create: ${argv.join(' ')}`);
-    const session = await this.#runtime.exec(record.Id, {
-      args: argv,
-      env: mergeEnv([`HOSTNAME=${record.Config.Hostname}`], record.Config.Env),
-      cwd: record.Config.WorkingDir || '/',
-      user,
-      terminal: false,
-      openStdin: false,
-    });
-    this.#emit(record, `exec_start: ${argv.join(' ')}`);
-    let output = '';
-    session.onData((_stream, data) => {
-      if (output.length < 4096) output += data.toString('utf8');
-    });
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<{ exitCode: number; output: string }>((resolve) => {
-      timer = setTimeout(() => {
-        if (session.pid > 0) {
-          try {
-            process.kill(session.pid, 'SIGKILL');
-          } catch {
-            // already gone
-          }
-        }
-        resolve({ exitCode: -1, output: `Health check exceeded timeout (${timeoutMs / 1000}s)` });
-      }, timeoutMs);
-    });
-    const finished = session.exit.then(({ exitCode, error }) => ({ exitCode, output: error ? `${error}\n` : output }));
-    const result = await Promise.race([finished, timedOut]);
-    clearTimeout(timer);
-    this.#emit(record, 'exec_die', { exitCode: String(result.exitCode) });
-    return result;
   }
 
   /** Docker's stats objects: one sample (`oneShot`), a pair a second apart, or one a second while running. */
