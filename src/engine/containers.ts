@@ -17,6 +17,7 @@
  *   container-mounts.ts   binds, volumes, tmpfs and volumes-from, mounted at start
  *   container-exec.ts     exec instances and health probes
  *   container-files.ts    stat, cp, export, diff, commit
+ *   log-rotation.ts       rotated log files and reading across them
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -58,7 +59,7 @@ import {
 import { generateName } from './names.js';
 import { HealthMonitor, healthConfig, type HealthState } from './health.js';
 import { sampleStats, zeroStats } from './stats.js';
-import { LogRotator, logLimits, rotatedFiles } from './log-rotation.js';
+import { LogRotator, logLimits, readRotatedLogs } from './log-rotation.js';
 import { ContainerMounts } from './container-mounts.js';
 import { ContainerNetworking } from './container-network.js';
 import { ContainerExecs, type ExecRecord } from './container-exec.js';
@@ -862,7 +863,6 @@ export class ContainerManager {
         return 1;
       }
     })();
-    const window = { since: options.since, until: options.until, signal: options.signal };
     const release = () => {
       if (waiter) live.waiters = live.waiters.filter((w) => w !== waiter);
     };
@@ -870,24 +870,7 @@ export class ContainerManager {
       record: live.record,
       entries: (async function* () {
         try {
-          // Rotated files first, oldest to newest; with --tail only as many lines as the live file lacks.
-          const older = await rotatedFiles(logPath, maxFile);
-          let need = options.tail;
-          if (need !== undefined) {
-            let have = 0;
-            for await (const _ of runtime.readLogs(logPath, { ...window, tail: need })) have++;
-            need = Math.max(0, need - have);
-          }
-          const fromOlder: Array<{ stream: 'stdout' | 'stderr'; time: string; data: Buffer }> = [];
-          for (const file of older.reverse()) {
-            if (need === 0) break;
-            const part: typeof fromOlder = [];
-            for await (const e of runtime.readLogs(file, { ...window, tail: need })) part.push(e);
-            fromOlder.unshift(...part);
-            if (need !== undefined) need = Math.max(0, need - part.length);
-          }
-          yield* fromOlder;
-          yield* runtime.readLogs(logPath, { ...window, follow, tail: options.tail, stopWhen });
+          yield* readRotatedLogs(runtime, logPath, { ...options, maxFile, follow, stopWhen });
         } finally {
           release();
         }
