@@ -48,9 +48,9 @@ import type { EventBus } from './events.js';
 import {
   mergeCreate,
   mergeEnv,
-  normalizeHostConfig,
   specResources,
   signalNumber,
+  updateHostConfig,
   validateName,
   type ContainerConfig,
   type HostConfig,
@@ -1022,28 +1022,8 @@ export class ContainerManager {
 
   /** `docker update`: resources and restart policy of a container, live when it runs. */
   async update(idOrName: string, body: Json): Promise<{ Warnings: string[] | null }> {
-    const live = this.#find(idOrName);
-    const { record } = live;
-    const resourceKeys = [
-      'Memory', 'MemorySwap', 'MemoryReservation', 'NanoCpus', 'CpuShares', 'CpuQuota', 'CpuPeriod', 'CpusetCpus',
-      'CpusetMems', 'PidsLimit', 'BlkioWeight', 'KernelMemory', 'CpuRealtimePeriod', 'CpuRealtimeRuntime',
-    ];
-    const changes: Json = {};
-    for (const key of resourceKeys) {
-      const v = body[key];
-      if (v !== undefined && v !== null && v !== 0 && v !== '') changes[key] = v;
-    }
-    if (body.RestartPolicy && typeof body.RestartPolicy === 'object' && (body.RestartPolicy as Json).Name) changes.RestartPolicy = body.RestartPolicy;
-    const merged = { ...record.HostConfig, ...changes };
-    // Only Memory given: the old swap limit may no longer fit; Docker keeps swap at twice memory.
-    if (changes.Memory !== undefined && changes.MemorySwap === undefined && record.HostConfig.MemorySwap > 0 && record.HostConfig.MemorySwap < (changes.Memory as number))
-      merged.MemorySwap = 2 * (changes.Memory as number);
-    if (changes.NanoCpus !== undefined) {
-      merged.CpuQuota = 0;
-      merged.CpuPeriod = 0;
-    }
-    const next = normalizeHostConfig(merged, this.#ncpu);
-    if (next.AutoRemove && next.RestartPolicy.Name !== 'no') throw invalidArgument('Restart policy cannot be updated because AutoRemove is enabled for the container');
+    const { record } = this.#find(idOrName);
+    const next = updateHostConfig(record.HostConfig, body, this.#ncpu);
     if (record.State.Running) {
       await this.#runtime.update(record.Id, resourceLimits(specResources(next)));
     }
