@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mergeCreate, mergeEnv, normalizeHostConfig, resolveUser, signalNumber, validateName } from './container-config.js';
+import { mergeCreate, mergeEnv, normalizeHostConfig, resolveUser, signalNumber, updateHostConfig, validateName } from './container-config.js';
 
 const id = 'a'.repeat(64);
 
@@ -63,4 +63,13 @@ test('names and signals', () => {
   assert.equal(signalNumber('SIGKILL'), 9);
   assert.equal(signalNumber('10'), 10);
   assert.equal(signalNumber('NOPE'), undefined);
+});
+
+test('update doubles a swap limit that a new memory limit outgrows and refuses a restart policy with AutoRemove', () => {
+  const current = normalizeHostConfig({ Memory: 64 * 1024 * 1024, MemorySwap: 128 * 1024 * 1024 }, 2);
+  const next = updateHostConfig(current, { Memory: 256 * 1024 * 1024 }, 2);
+  assert.equal(next.Memory, 256 * 1024 * 1024);
+  assert.equal(next.MemorySwap, 512 * 1024 * 1024);
+  const autoRemove = normalizeHostConfig({ AutoRemove: true }, 2);
+  assert.throws(() => updateHostConfig(autoRemove, { RestartPolicy: { Name: 'always' } }, 2), /AutoRemove/);
 });

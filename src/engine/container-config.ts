@@ -269,6 +269,31 @@ export function normalizeHostConfig(hc: Json, ncpu: number): HostConfig {
   };
 }
 
+/** `docker update`: `current` with the resources and restart policy that `body` sets, validated. */
+export function updateHostConfig(current: HostConfig, body: Json, ncpu: number): HostConfig {
+  const resourceKeys = [
+    'Memory', 'MemorySwap', 'MemoryReservation', 'NanoCpus', 'CpuShares', 'CpuQuota', 'CpuPeriod', 'CpusetCpus',
+    'CpusetMems', 'PidsLimit', 'BlkioWeight', 'KernelMemory', 'CpuRealtimePeriod', 'CpuRealtimeRuntime',
+  ];
+  const changes: Json = {};
+  for (const key of resourceKeys) {
+    const v = body[key];
+    if (v !== undefined && v !== null && v !== 0 && v !== '') changes[key] = v;
+  }
+  if (body.RestartPolicy && typeof body.RestartPolicy === 'object' && (body.RestartPolicy as Json).Name) changes.RestartPolicy = body.RestartPolicy;
+  const merged = { ...current, ...changes };
+  // Only Memory given: the old swap limit may no longer fit; Docker keeps swap at twice memory.
+  if (changes.Memory !== undefined && changes.MemorySwap === undefined && current.MemorySwap > 0 && current.MemorySwap < (changes.Memory as number))
+    merged.MemorySwap = 2 * (changes.Memory as number);
+  if (changes.NanoCpus !== undefined) {
+    merged.CpuQuota = 0;
+    merged.CpuPeriod = 0;
+  }
+  const next = normalizeHostConfig(merged, ncpu);
+  if (next.AutoRemove && next.RestartPolicy.Name !== 'no') throw new BaleiaError('InvalidArgument', 'Restart policy cannot be updated because AutoRemove is enabled for the container');
+  return next;
+}
+
 /** Resolves `user[:group]` against the container's /etc/passwd and /etc/group contents. */
 export function resolveUser(
   spec: string,

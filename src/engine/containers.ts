@@ -8,8 +8,18 @@
  * process; this module owns the record, the rootfs mount while running, waiters, attachers and
  * execs. After a daemon restart `init()` re-adopts running containers and records the exit code
  * of those that ended meanwhile.
+ *
+ * The manager keeps the records, their lookup, the lifecycle and its persistence; each other
+ * concern has its own file and receives only what it needs (a lookup, an emit, a save):
+ *
+ *   container-spec.ts     the OCI spec input, the process's user and working directory
+ *   container-network.ts  network mode, links, sandbox and endpoints, the /etc files
+ *   container-mounts.ts   binds, volumes, tmpfs and volumes-from, mounted at start
+ *   container-exec.ts     exec instances and health probes
+ *   container-files.ts    stat, cp, export, diff, commit
+ *   log-rotation.ts       rotated log files and reading across them
  */
-import { promises as fs, statSync } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
 import {
@@ -17,13 +27,11 @@ import {
   Owner,
   conflict,
   describeError,
-  errnoCode,
   invalidArgument,
   isKind,
   newId,
   notFound,
   readJsonIfExists,
-  resolveInRoot,
   run,
   shortId,
   writeJsonAtomic,
@@ -31,34 +39,18 @@ import {
 } from '../lib/index.js';
 import type { ImageStore, ImageRecord as ImageRecordLike } from '../image/index.js';
 import type { ContentStore } from '../content/index.js';
-import { hostsFile, resolvConf, usableHostResolvers, type NetworkManager } from '../network/index.js';
-import { linkEnv, linkHostsEntry, parseLink, storedLink, type Link, type ResolvedLink } from './links.js';
-import {
-  archiveFromRoot,
-  changes as layerChanges,
-  diffTar,
-  exportRootfs,
-  extractToRoot,
-  statInRoot,
-  type PathStat,
-  type Snapshotter,
-} from '../snapshot/index.js';
-import {
-  checkDuplicateDestinations,
-  parseMountSpec,
-  parseVolumeSpec,
-  type ParsedMount,
-  type VolumeStore,
-} from '../volume/index.js';
-import { buildSpec, hostCapabilities, hostDevices, hostRlimits, resourceLimits, type Runtime, type AttachSession, type SpecInput } from '../runtime/index.js';
+import type { NetworkManager } from '../network/index.js';
+import { linkEnv } from './links.js';
+import type { PathStat, Snapshotter } from '../snapshot/index.js';
+import type { VolumeStore } from '../volume/index.js';
+import { buildSpec, hostCapabilities, hostDevices, hostRlimits, resourceLimits, type Runtime, type AttachSession } from '../runtime/index.js';
 import type { EventBus } from './events.js';
 import {
   mergeCreate,
   mergeEnv,
-  normalizeHostConfig,
-  resolveUser,
   specResources,
   signalNumber,
+  updateHostConfig,
   validateName,
   type ContainerConfig,
   type HostConfig,
@@ -67,7 +59,14 @@ import {
 import { generateName } from './names.js';
 import { HealthMonitor, healthConfig, type HealthState } from './health.js';
 import { sampleStats, zeroStats } from './stats.js';
-import { LogRotator, logLimits, rotatedFiles } from './log-rotation.js';
+import { LogRotator, logLimits, readRotatedLogs } from './log-rotation.js';
+import { ContainerMounts } from './container-mounts.js';
+import { ContainerNetworking } from './container-network.js';
+import { ContainerExecs, type ExecRecord } from './container-exec.js';
+import { ContainerFiles } from './container-files.js';
+import { ensureDirIn, specInput, startErrorExitCode, userIn, type HostLimits } from './container-spec.js';
+
+export type { ExecRecord } from './container-exec.js';
 
 export interface ContainerState {
   Status: 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead';
@@ -142,24 +141,6 @@ export interface Attacher {
   closed: Promise<void>;
 }
 
-export interface ExecRecord {
-  ID: string;
-  ContainerID: string;
-  Running: boolean;
-  ExitCode: number | null;
-  Pid: number;
-  OpenStdin: boolean;
-  OpenStdout: boolean;
-  OpenStderr: boolean;
-  DetachKeys: string;
-  CanRemove: boolean;
-  ProcessConfig: { tty: boolean; entrypoint: string; arguments: string[]; privileged: boolean; user: string };
-  Env: string[];
-  WorkingDir: string;
-  ConsoleSize?: { width: number; height: number };
-  session?: import('../runtime/index.js').ExecSession;
-}
-
 interface Live {
   record: ContainerRecord;
   waiters: Array<{ condition: 'not-running' | 'next-exit' | 'removed'; resolve: (r: WaitResult) => void }>;
@@ -204,9 +185,12 @@ export class ContainerManager {
   readonly #log: Logger;
   readonly #live = new Map<string, Live>();
   readonly #names = new Map<string, string>(); // '/name' → id
-  readonly #execs = new Map<string, ExecRecord>();
   readonly #ncpu = os.cpus().length;
-  #host: Pick<SpecInput, 'hostCapabilities' | 'hostRlimits' | 'cgroupVersion'> = {};
+  #host: HostLimits = {};
+  readonly #mounts: ContainerMounts;
+  readonly #networking: ContainerNetworking;
+  readonly #execs: ContainerExecs;
+  readonly #files: ContainerFiles;
 
   constructor(options: ContainerManagerOptions) {
     this.#root = path.join(options.root, 'containers');
@@ -218,6 +202,12 @@ export class ContainerManager {
     this.#runtime = options.runtime;
     this.#events = options.events;
     this.#log = options.logger;
+    const lookup = (idOrName: string) => this.#find(idOrName).record;
+    const emit = (record: ContainerRecord, action: string, extra?: Record<string, string>) => this.#emit(record, action, extra);
+    this.#mounts = new ContainerMounts({ volumes: this.#volumes, events: this.#events, logger: this.#log, lookup });
+    this.#networking = new ContainerNetworking({ network: this.#network, events: this.#events, lookup, save: (record) => this.#save(record) });
+    this.#execs = new ContainerExecs({ runtime: this.#runtime, snapshots: this.#snapshots, images: this.#images, logger: this.#log, lookup, emit });
+    this.#files = new ContainerFiles({ images: this.#images, snapshots: this.#snapshots, content: this.#content, runtime: this.#runtime, emit });
   }
 
   // ---------------------------------------------------------------- start-up and lookup
@@ -281,8 +271,7 @@ export class ContainerManager {
       record.State.Pid = state.pid;
       live.inRuntime = true;
       await this.#save(record);
-      for (const mp of record.MountPoints ?? [])
-        if (mp.Type === 'volume' && mp.Name) await this.#volumes.mount(mp.Name, record.Id).catch(() => {});
+      await this.#mounts.readopt(record);
       this.#monitor(live);
       this.#startHealth(live, { fresh: false });
       await this.#startRotator(live);
@@ -346,11 +335,11 @@ export class ContainerManager {
     const imageConfig = await this.#images.getConfig(image);
     const id = newId();
     const merged = mergeCreate({ id, body, imageConfig: ((imageConfig.config ?? {}) as Json), ncpu: this.#ncpu });
-    await this.#checkNetworkMode(merged.hostConfig.NetworkMode).catch(notFoundIsInvalid);
+    await this.#networking.checkMode(merged.hostConfig.NetworkMode).catch(notFoundIsInvalid);
     logLimits(merged.hostConfig.LogConfig.Config);
     const finalName = name ?? `/${generateName((n) => this.#names.has(`/${n}`))}`;
     this.#checkNameFree(finalName);
-    merged.hostConfig.Links = this.#checkLinks(merged.hostConfig.Links, finalName);
+    merged.hostConfig.Links = this.#networking.checkLinks(merged.hostConfig.Links, finalName);
     const dir = this.dir(id);
     const record: ContainerRecord = {
       Id: id,
@@ -374,7 +363,7 @@ export class ContainerManager {
     };
     const owner = new Owner();
     try {
-      record.MountPoints = await this.#resolveMounts(record, owner).catch(notFoundIsInvalid);
+      record.MountPoints = await this.#mounts.resolve(record, owner).catch(notFoundIsInvalid);
       await fs.mkdir(dir, { recursive: true, mode: 0o710 });
       owner.defer(() => fs.rm(dir, { recursive: true, force: true }));
       // Reserve the name before any await that could let a second create take it.
@@ -393,119 +382,9 @@ export class ContainerManager {
     return { Id: id, Warnings: warnings };
   }
 
-  /**
-   * Turns Binds (`-v`), Mounts (`--mount`), Tmpfs, VolumesFrom and the image's VOLUMEs into the
-   * container's mount points, creating the volumes they name. Anonymous volumes made here are
-   * removed again by `owner` if the create fails.
-   */
-  async #resolveMounts(record: ContainerRecord, owner: Owner): Promise<MountPoint[]> {
-    const hc = record.HostConfig;
-    const parsed: Array<ParsedMount & { fromBinds?: boolean }> = [];
-    for (const bind of hc.Binds ?? []) parsed.push({ ...parseVolumeSpec(bind), fromBinds: true });
-    for (const m of (hc.Mounts as object[] | null | undefined) ?? []) parsed.push(parseMountSpec(m));
-    for (const [destination, options] of Object.entries((hc.Tmpfs as Record<string, string> | null | undefined) ?? {}))
-      parsed.push({ type: 'tmpfs', destination, readOnly: false, mode: '', tmpfsOptions: options });
-    const inherited: MountPoint[] = [];
-    for (const spec of (hc.VolumesFrom as string[] | null | undefined) ?? []) {
-      const [ref = '', mode] = spec.split(':');
-      if (mode !== undefined && mode !== 'ro' && mode !== 'rw') throw invalidArgument(`invalid mode for volumes-from: ${mode}`);
-      const other = this.#find(ref).record;
-      for (const mp of other.MountPoints ?? [])
-        inherited.push({ ...mp, RW: mode === undefined ? mp.RW : mode === 'rw', Mode: mode ?? mp.Mode, Anonymous: false });
-    }
-    checkDuplicateDestinations([...parsed, ...inherited.map((m) => ({ destination: m.Destination }))]);
-    const points: MountPoint[] = [];
-    const volume = async (name: string | undefined, p: Partial<ParsedMount>): Promise<{ Name: string; Mountpoint: string }> => {
-      if (name) {
-        const existing = await this.#volumes.get(name).catch((err) => {
-          if (isKind(err, 'NotFound')) return undefined;
-          throw err;
-        });
-        if (existing) return existing;
-      }
-      const created = await this.#volumes.create({
-        name,
-        anonymous: !name,
-        labels: p.volumeOptions?.labels,
-        driver: p.volumeOptions?.driver,
-        options: p.volumeOptions?.driverOptions,
-      });
-      if (!name) owner.defer(() => this.#volumes.remove(created.Name, { force: true }));
-      this.#events.publish('volume', 'create', created.Name, { driver: 'local' });
-      return created;
-    };
-    for (const p of parsed) {
-      if (p.type === 'bind') {
-        const source = p.source!;
-        // `-v /host:/c` creates a missing host directory; `--mount` refused it while parsing.
-        if (p.fromBinds || p.createMountpoint) await fs.mkdir(source, { recursive: true });
-        points.push({ Type: 'bind', Source: source, Destination: p.destination, Mode: p.mode, RW: !p.readOnly, Propagation: p.propagation ?? 'rprivate' });
-      } else if (p.type === 'volume') {
-        const v = await volume(p.source, p);
-        points.push({
-          Type: 'volume', Name: v.Name, Source: v.Mountpoint, Destination: p.destination, Driver: 'local',
-          Mode: p.mode, RW: !p.readOnly, Propagation: '', NoCopy: p.nocopy, Anonymous: !p.source,
-        });
-      } else {
-        points.push({ Type: 'tmpfs', Source: '', Destination: p.destination, Mode: p.mode, RW: !p.readOnly, Propagation: '', TmpfsOptions: p.tmpfsOptions ?? '' });
-      }
-    }
-    points.push(...inherited);
-    // The image's VOLUMEs (and Config.Volumes) not covered above become anonymous volumes.
-    for (const dest of Object.keys(record.Config.Volumes ?? {})) {
-      const destination = path.posix.normalize(dest).replace(/(.)\/+$/, '$1');
-      if (!destination.startsWith('/')) throw invalidArgument(`invalid mount config: mount path "${dest}" must be absolute`);
-      if (points.some((m) => m.Destination === destination)) continue;
-      const v = await volume(undefined, {});
-      points.push({ Type: 'volume', Name: v.Name, Source: v.Mountpoint, Destination: destination, Driver: 'local', Mode: '', RW: true, Propagation: '', Anonymous: true });
-    }
-    return points;
-  }
-
   /** Ids of the containers whose mounts use volume `name`. */
   volumeUsers(name: string): string[] {
     return this.list().filter((c) => (c.MountPoints ?? []).some((m) => m.Type === 'volume' && m.Name === name)).map((c) => c.Id);
-  }
-
-  /** Mounts the container's volumes (copying the image's content into new ones) and returns the OCI mounts. */
-  async #prepareMounts(record: ContainerRecord, rootfs: string, owner: Owner): Promise<Array<{ destination: string; type: string; source: string; options: string[] }>> {
-    const mounts: Array<{ destination: string; type: string; source: string; options: string[] }> = [];
-    for (const mp of record.MountPoints ?? []) {
-      const ro = mp.RW ? 'rw' : 'ro';
-      if (mp.Type === 'tmpfs') {
-        const extra = (mp.TmpfsOptions ?? '').split(',').filter(Boolean);
-        mounts.push({ destination: mp.Destination, type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'noexec', ...(mp.RW ? [] : ['ro']), ...extra] });
-        continue;
-      }
-      let source = mp.Source;
-      if (mp.Type === 'volume') {
-        const name = mp.Name!;
-        source = await this.#volumes.mount(name, record.Id);
-        owner.defer(() => this.#volumes.unmount(name, record.Id));
-        if (!mp.NoCopy) {
-          // Resolved inside the rootfs: an image symlink must not point the copy at the host.
-          const from = await resolveInRoot(rootfs, mp.Destination);
-          const st = await fs.lstat(from).catch(() => undefined);
-          if (st?.isDirectory()) await this.#volumes.copyUp(name, from);
-        }
-        this.#events.publish('volume', 'mount', name, { container: record.Id, destination: mp.Destination, driver: 'local', propagation: '', 'read/write': String(mp.RW) });
-      } else {
-        const exists = await fs.stat(source).catch(() => undefined);
-        if (!exists) throw invalidArgument(`invalid mount config for type "bind": bind source path does not exist: ${source}`);
-      }
-      mounts.push({ destination: mp.Destination, type: 'bind', source, options: ['rbind', ro, mp.Type === 'bind' ? mp.Propagation || 'rprivate' : 'rprivate'] });
-    }
-    return mounts;
-  }
-
-  async #releaseVolumes(record: ContainerRecord): Promise<void> {
-    for (const mp of record.MountPoints ?? []) {
-      if (mp.Type !== 'volume' || !mp.Name) continue;
-      await this.#volumes.unmount(mp.Name, record.Id).catch((err) =>
-        this.#log.warn('Cannot release volume', { container: record.Id, volume: mp.Name, err: describeError(err) }),
-      );
-      this.#events.publish('volume', 'unmount', mp.Name, { container: record.Id, driver: 'local' });
-    }
   }
 
   #checkNameFree(name: string): void {
@@ -516,151 +395,20 @@ export class ContainerManager {
       );
   }
 
-  async #checkNetworkMode(mode: string): Promise<void> {
-    if (['default', 'bridge', 'host', 'none'].includes(mode)) return;
-    if (mode.startsWith('container:')) {
-      this.#find(mode.slice('container:'.length));
-      return;
-    }
-    await this.#network.inspect(mode);
-  }
-
-  /** `--link name[:alias]` at create: each linked container must exist; stored as Docker does. */
-  #checkLinks(links: string[] | null, linkerName: string): string[] | null {
-    if (!links || links.length === 0) return null;
-    return links.map((text) => {
-      let link: Link;
-      try {
-        link = parseLink(text);
-      } catch (err) {
-        throw invalidArgument((err as Error).message);
-      }
-      let target: ContainerRecord;
-      try {
-        target = this.#find(link.name).record;
-      } catch (err) {
-        if (isKind(err, 'NotFound')) throw invalidArgument(`could not get container for ${link.name}: No such container: ${link.name}`);
-        throw err;
-      }
-      if (`/${link.name}` !== target.Name) link = { ...link, name: target.Name.slice(1) };
-      if (target.Name === linkerName) throw invalidArgument(`Cannot link to ${linkerName}: a container cannot link to itself`);
-      return storedLink(link, linkerName);
-    });
-  }
-
-  /**
-   * The links of a starting container: each linked container must be running; its address is
-   * the one on a network both share (the default bridge for legacy links).
-   */
-  #resolveLinks(record: ContainerRecord): ResolvedLink[] {
-    const primary = record.HostConfig.NetworkMode === 'default' ? 'bridge' : record.HostConfig.NetworkMode;
-    return (record.HostConfig.Links ?? []).map((text) => {
-      const link = parseLink(text);
-      const target = this.#find(link.name).record;
-      if (!target.State.Running) throw conflict(`Cannot link to a non running container: ${target.Name} AS ${record.Name}/${link.alias}`);
-      const endpoints = this.#network.endpoints(target.Id);
-      const ip = endpoints[primary]?.IPAddress || Object.values(endpoints).find((e) => e.IPAddress)?.IPAddress;
-      if (!ip) throw conflict(`Cannot link to ${target.Name}: it has no address on the ${primary} network`);
-      return { ...link, id: target.Id, ip, exposedPorts: Object.keys(target.Config.ExposedPorts ?? {}), env: target.Config.Env ?? [] };
-    });
-  }
-
-  /**
-   * The container's network namespace, made before runc creates the container (the spec names
-   * it by path); undefined for host, none and container:<id>, where runc has nothing to join.
-   */
-  async #createSandbox(record: ContainerRecord, owner: Owner): Promise<string | undefined> {
-    const mode = record.HostConfig.NetworkMode;
-    if (mode === 'host' || mode === 'none' || mode.startsWith('container:')) return undefined;
-    const netns = await this.#network.createSandbox(record.Id);
-    owner.defer(() => this.#network.removeSandbox(record.Id));
-    return netns;
-  }
-
-  /**
-   * Joins the container's sandbox to its networks: an endpoint on the primary network (and on
-   * any other in EndpointsConfig), then its published ports. It may run while runc creates the
-   * container: the container's process only runs at `start`, so the interfaces must exist
-   * before start, not before create. The caller's owner removes the sandbox on failure.
-   */
-  async #attachNetworks(record: ContainerRecord): Promise<{ ip?: string; gateway?: string }> {
-    const mode = record.HostConfig.NetworkMode;
-    const id = record.Id;
-    const primary = mode === 'default' ? 'bridge' : mode;
-    const configs = ((record.NetworkingConfig.EndpointsConfig ?? {}) as Record<string, Json | null>);
-    const others = Object.keys(configs).filter((n) => n !== primary && n !== mode && n !== 'default');
-    let ip: string | undefined;
-    let gateway: string | undefined;
-    for (const net of [primary, ...others]) {
-      const ep = (configs[net] ?? (net === primary ? configs[mode] ?? configs.default : undefined) ?? {}) as Json;
-      const ipam = (ep.IPAMConfig ?? {}) as Json;
-      const endpoint = await this.#network.connect(id, net, {
-        name: record.Name.slice(1),
-        hostname: record.Config.Hostname,
-        aliases: Array.isArray(ep.Aliases) ? ep.Aliases.map(String) : undefined,
-        ipv4Address: typeof ipam.IPv4Address === 'string' && ipam.IPv4Address ? ipam.IPv4Address : undefined,
-        macAddress: typeof ep.MacAddress === 'string' && ep.MacAddress ? ep.MacAddress : undefined,
-      });
-      this.#events.publish('network', 'connect', endpoint.NetworkID, { container: id, name: net, type: 'bridge' });
-      if (net === primary) {
-        ip = endpoint.IPAddress;
-        gateway = endpoint.Gateway;
-      }
-    }
-    // Nothing to publish, no firewall rewrite (it costs tens of ms on every start).
-    const bindings = record.HostConfig.PortBindings ?? {};
-    if (Object.keys(bindings).length > 0 || record.HostConfig.PublishAllPorts) {
-      await this.#network.publish(id, bindings, {
-        exposed: Object.keys(record.Config.ExposedPorts ?? {}),
-        publishAll: Boolean(record.HostConfig.PublishAllPorts),
-      });
-    }
-    return { ip, gateway };
-  }
+  // ---------------------------------------------------------------- networks
 
   /** Live connect (running) or recorded for the next start (created, stopped). */
   async connectNetwork(idOrName: string, network: string, endpointConfig: Json): Promise<void> {
-    const live = this.#find(idOrName);
-    const { record } = live;
-    const net = (await this.#network.inspect(network)) as { Name: string; Id: string; Driver: string };
-    if (net.Driver === 'host' || net.Driver === 'null') throw new BaleiaError('Forbidden', `container cannot be disconnected from host network or connected to host network`);
-    const configs = ((record.NetworkingConfig.EndpointsConfig ??= {}) as Record<string, Json>);
-    if (record.State.Running && this.#network.sandboxPath(record.Id)) {
-      const ipam = (endpointConfig.IPAMConfig ?? {}) as Json;
-      await this.#network.connect(record.Id, net.Name, {
-        name: record.Name.slice(1),
-        hostname: record.Config.Hostname,
-        aliases: Array.isArray(endpointConfig.Aliases) ? endpointConfig.Aliases.map(String) : undefined,
-        ipv4Address: typeof ipam.IPv4Address === 'string' && ipam.IPv4Address ? ipam.IPv4Address : undefined,
-      });
-      // Joining a user network brings the embedded DNS (written in place: the file is bind-mounted).
-      await this.#writeResolvConf(record, record.HostConfig.NetworkMode);
-    } else if (record.State.Running) {
-      throw conflict(`Cannot connect container ${record.Id} to ${net.Name}: it runs in network mode ${record.HostConfig.NetworkMode}`);
-    }
-    configs[net.Name] = endpointConfig;
-    await this.#save(record);
-    this.#events.publish('network', 'connect', net.Id, { container: record.Id, name: net.Name, type: net.Driver });
+    return this.#networking.connect(this.#find(idOrName).record, network, endpointConfig);
   }
 
   async disconnectNetwork(idOrName: string, network: string, options: { force?: boolean } = {}): Promise<void> {
-    const live = this.#find(idOrName);
-    const { record } = live;
-    const net = (await this.#network.inspect(network)) as { Name: string; Id: string; Driver: string };
-    const configs = ((record.NetworkingConfig.EndpointsConfig ??= {}) as Record<string, Json>);
-    if (record.State.Running && this.#network.sandboxPath(record.Id)) {
-      await this.#network.disconnect(record.Id, net.Name, options);
-    } else if (!(net.Name in configs) && !(record.HostConfig.NetworkMode === net.Name || (record.HostConfig.NetworkMode === 'default' && net.Name === 'bridge'))) {
-      if (!options.force) throw invalidArgument(`container ${record.Id} is not connected to network ${net.Name}`);
-    }
-    delete configs[net.Name];
-    await this.#save(record);
-    this.#events.publish('network', 'disconnect', net.Id, { container: record.Id, name: net.Name, type: net.Driver });
+    return this.#networking.disconnect(this.#find(idOrName).record, network, options);
   }
 
   /** Endpoints and published ports of a running container, for inspect and ps. */
   networkView(id: string): { endpoints: Record<string, Json>; ports: Record<string, unknown> } {
-    return { endpoints: this.#network.endpoints(id) as unknown as Record<string, Json>, ports: this.#network.ports(id) };
+    return this.#networking.view(id);
   }
 
   // ---------------------------------------------------------------- start
@@ -685,22 +433,18 @@ export class ContainerManager {
     let sandbox: Promise<Settled<string | undefined>> | undefined;
     let attaching: Promise<Settled<{ ip?: string; gateway?: string }>> | undefined;
     try {
-      sandbox = settle(this.#createSandbox(record, owner));
+      sandbox = settle(this.#networking.createSandbox(record, owner));
       const image = await this.#images.resolve(record.Image);
       const chain = await this.#images.ensureUnpacked(image);
       mark('image');
       const rootfs = await this.#snapshots.mountContainer(id, chain);
       owner.defer(() => this.#snapshots.unmountContainer(id));
       mark('mount');
-      const user = resolveUser(
-        record.Config.User,
-        await readText(path.join(rootfs, 'etc/passwd')),
-        await readText(path.join(rootfs, 'etc/group')),
-      );
+      const user = await userIn(rootfs, record.Config.User);
       const cwd = record.Config.WorkingDir || '/';
       await ensureDirIn(rootfs, cwd);
       const networkMode = record.HostConfig.NetworkMode;
-      const links = this.#resolveLinks(record);
+      const links = this.#networking.resolveLinks(record);
       const made = await sandbox;
       if (!made.ok) throw made.error;
       const netns = made.value;
@@ -709,15 +453,15 @@ export class ContainerManager {
       // container, unless a net.* sysctl needs its interfaces when runc applies it at create.
       const overlap = !Object.keys(record.HostConfig.Sysctls ?? {}).some((k) => k.startsWith('net.'));
       if (netns) {
-        attaching = settle(this.#attachNetworks(record));
+        attaching = settle(this.#networking.attach(record));
         if (!overlap) await attaching;
       }
       // /etc/hosts and resolv.conf need the endpoints: until they are known the files only exist
       // (runc bind-mounts them at create), and are written in place before start.
-      if (attaching) await this.#touchEtcFiles(record);
-      else await this.#writeEtcFiles(record, networkMode, undefined, links);
-      const volumeMounts = await this.#prepareMounts(record, rootfs, owner);
-      const input = this.#specInput(record, rootfs, user, cwd, netns);
+      if (attaching) await this.#networking.touchEtcFiles(record);
+      else await this.#networking.writeEtcFiles(record, networkMode, undefined, links);
+      const volumeMounts = await this.#mounts.prepare(record, rootfs, owner);
+      const input = specInput(record, { rootfs, user, cwd, network: this.#networking.specNetwork(record, netns), host: this.#host });
       if (links.length > 0) input.env = mergeEnv(links.flatMap((l) => linkEnv(l, record.Name)), input.env);
       input.mounts = [...(input.mounts ?? []), ...volumeMounts];
       if (input.privileged) input.privilegedDevices = await hostDevices();
@@ -740,7 +484,7 @@ export class ContainerManager {
         const attached = await attaching;
         if (!attached.ok) throw attached.error;
         mark('network');
-        await this.#writeEtcFiles(record, networkMode, attached.value, links);
+        await this.#networking.writeEtcFiles(record, networkMode, attached.value, links);
       }
       await this.#connectAttachers(live);
       if (live.consoleSize) await this.#runtime.resize(id, live.consoleSize).catch(() => {});
@@ -781,104 +525,6 @@ export class ContainerManager {
     }
   }
 
-  #specInput(record: ContainerRecord, rootfs: string, user: { uid: number; gid: number; additionalGids: number[] }, cwd: string, netns?: string): SpecInput {
-    const hc = record.HostConfig;
-    const networkMode = hc.NetworkMode;
-    let network: { mode: 'new' } | { mode: 'host' } | { mode: 'path'; path: string } = netns ? { mode: 'path', path: netns } : { mode: 'new' };
-    if (networkMode === 'host') network = { mode: 'host' };
-    else if (networkMode.startsWith('container:')) {
-      const other = this.#find(networkMode.slice('container:'.length)).record;
-      if (!other.State.Running) throw conflict(`cannot join network of a non running container: ${other.Id}`);
-      network = { mode: 'path', path: this.#network.sandboxPath(other.Id) ?? `/proc/${other.State.Pid}/ns/net` };
-    }
-    const env = mergeEnv(
-      [`HOSTNAME=${record.Config.Hostname}`, ...(record.Config.Tty ? ['TERM=xterm'] : [])],
-      record.Config.Env,
-    );
-    if (!env.some((e) => e.startsWith('HOME='))) env.push(`HOME=${user.uid === 0 ? '/root' : '/'}`);
-    const security = parseSecurityOpts(hc.SecurityOpt ?? []);
-    const mounts: Array<{ destination: string; type: string; source: string; options: string[] }> = [];
-    for (const [file, dest] of [[record.HostnamePath, '/etc/hostname'], [record.HostsPath, '/etc/hosts'], [record.ResolvConfPath, '/etc/resolv.conf']] as const)
-      mounts.push({ destination: dest, type: 'bind', source: file, options: ['rbind', 'rprivate', ...(hc.ReadonlyRootfs ? ['ro'] : [])] });
-    return {
-      id: record.Id,
-      rootfs,
-      readonlyRootfs: hc.ReadonlyRootfs,
-      args: [record.Path, ...record.Args],
-      env,
-      cwd,
-      user,
-      terminal: record.Config.Tty,
-      hostname: networkMode === 'host' ? os.hostname() : record.Config.Hostname,
-      domainname: record.Config.Domainname,
-      network,
-      ipcMode: (hc.IpcMode === 'host' ? 'host' : hc.IpcMode === 'shareable' ? 'shareable' : 'private') as 'host' | 'shareable' | 'private',
-      pidMode: (hc.PidMode === 'host' ? 'host' : 'private') as 'host' | 'private',
-      utsMode: (hc.UTSMode === 'host' || networkMode === 'host' ? 'host' : 'private') as 'host' | 'private',
-      cgroupsPath: `/baleia/${record.Id}`,
-      resources: specResources(hc),
-      privileged: hc.Privileged,
-      capAdd: hc.CapAdd ?? [],
-      capDrop: hc.CapDrop ?? [],
-      seccomp: security.seccomp,
-      noNewPrivileges: security.noNewPrivileges,
-      devices: (hc.Devices ?? []).map((d) => ({
-        pathOnHost: d.PathOnHost,
-        pathInContainer: d.PathInContainer || d.PathOnHost,
-        cgroupPermissions: d.CgroupPermissions || 'rwm',
-      })),
-      sysctls: hc.Sysctls ?? {},
-      ulimits: (hc.Ulimits ?? []).map((u) => ({ name: u.Name, soft: u.Soft, hard: u.Hard })),
-      shmSize: hc.ShmSize,
-      mounts,
-      init: Boolean(hc.Init),
-      ...this.#host,
-    };
-  }
-
-  /** Makes sure hostname, hosts and resolv.conf exist (runc bind-mounts them) without writing them. */
-  async #touchEtcFiles(record: ContainerRecord): Promise<void> {
-    for (const file of [record.HostnamePath, record.HostsPath, record.ResolvConfPath]) await (await fs.open(file, 'a')).close();
-  }
-
-  async #writeEtcFiles(record: ContainerRecord, networkMode: string, attached?: { ip?: string; gateway?: string }, links: ResolvedLink[] = []): Promise<void> {
-    const hostname = networkMode === 'host' ? os.hostname() : record.Config.Hostname;
-    await fs.writeFile(record.HostnamePath, `${hostname}\n`);
-    const extraHosts = (record.HostConfig.ExtraHosts ?? []).flatMap((extra) => {
-      const sep = extra.indexOf(':');
-      if (sep <= 0) return [];
-      const target = extra.slice(sep + 1);
-      // `host-gateway`: the host as the container reaches it, its bridge's gateway.
-      const ip = target === 'host-gateway' ? attached?.gateway ?? '127.0.0.1' : target;
-      return [{ name: extra.slice(0, sep), ip }];
-    });
-    extraHosts.push(...links.map(linkHostsEntry));
-    let hosts: string;
-    if (networkMode === 'host') hosts = (await readText('/etc/hosts')) + extraHosts.map((h) => `${h.ip}\t${h.name}\n`).join('');
-    else hosts = hostsFile({ hostname: record.Config.Hostname, domainname: record.Config.Domainname || undefined, ip: attached?.ip, extraHosts });
-    await fs.writeFile(record.HostsPath, hosts);
-    await this.#writeResolvConf(record, networkMode);
-  }
-
-  async #writeResolvConf(record: ContainerRecord, networkMode: string): Promise<void> {
-    const hostResolv = await readText('/etc/resolv.conf');
-    const dns = record.HostConfig.Dns ?? [];
-    const search = record.HostConfig.DnsSearch ?? [];
-    const options = record.HostConfig.DnsOptions ?? [];
-    let resolv: string;
-    if (networkMode === 'host' && dns.length === 0 && search.length === 0 && options.length === 0) resolv = hostResolv;
-    else {
-      const host = usableHostResolvers(hostResolv);
-      const embedded = this.#network.dnsServerFor(record.Id);
-      resolv = resolvConf({
-        nameservers: embedded ? [embedded] : dns.length ? dns : host.nameservers,
-        search: search.length ? search : host.search,
-        options: options.length ? options : host.options,
-      });
-    }
-    await fs.writeFile(record.ResolvConfPath, resolv);
-  }
-
   // ---------------------------------------------------------------- exit monitoring
 
   #monitor(live: Live): void {
@@ -915,7 +561,7 @@ export class ContainerManager {
             await this.#snapshots.unmountContainer(id).catch((err) =>
               this.#log.warn('Cannot unmount container rootfs', { container: id, err: describeError(err) }),
             );
-            await this.#releaseVolumes(live.record);
+            await this.#mounts.release(live.record);
             ms.unmount = Math.round(performance.now() - t0);
           })(),
           this.#network.removeSandbox(id).then(
@@ -1123,7 +769,7 @@ export class ContainerManager {
     if (live.restartTimer) clearTimeout(live.restartTimer);
     record.ManuallyStopped = true;
     record.State.Status = 'removing';
-    for (const exec of this.#execs.values()) if (exec.ContainerID === record.Id) this.#execs.delete(exec.ID);
+    this.#execs.forget(record.Id);
     // Exited containers were already deleted from the runtime by their monitor.
     if (live.inRuntime || record.State.Running) await this.#runtime.delete(record.Id, { force: true }).catch(() => {});
     await this.#snapshots.removeContainer(record.Id);
@@ -1131,15 +777,8 @@ export class ContainerManager {
     this.#live.delete(record.Id);
     this.#names.delete(record.Name);
     this.#emit(record, 'destroy');
-    if (options.volumes || record.HostConfig.AutoRemove) {
-      for (const mp of record.MountPoints ?? []) {
-        if (mp.Type !== 'volume' || !mp.Anonymous || !mp.Name || this.volumeUsers(mp.Name).length > 0) continue;
-        await this.#volumes.remove(mp.Name, { force: true }).catch((err) =>
-          this.#log.warn('Cannot remove anonymous volume', { volume: mp.Name, err: describeError(err) }),
-        );
-        this.#events.publish('volume', 'destroy', mp.Name, { driver: 'local' });
-      }
-    }
+    if (options.volumes || record.HostConfig.AutoRemove)
+      await this.#mounts.removeAnonymous(record, (volume) => this.volumeUsers(volume).length > 0);
     this.#fireWaiters(live, ['removed', 'next-exit', 'not-running'], { StatusCode: record.State.ExitCode, Error: null });
   }
 
@@ -1224,7 +863,6 @@ export class ContainerManager {
         return 1;
       }
     })();
-    const window = { since: options.since, until: options.until, signal: options.signal };
     const release = () => {
       if (waiter) live.waiters = live.waiters.filter((w) => w !== waiter);
     };
@@ -1232,24 +870,7 @@ export class ContainerManager {
       record: live.record,
       entries: (async function* () {
         try {
-          // Rotated files first, oldest to newest; with --tail only as many lines as the live file lacks.
-          const older = await rotatedFiles(logPath, maxFile);
-          let need = options.tail;
-          if (need !== undefined) {
-            let have = 0;
-            for await (const _ of runtime.readLogs(logPath, { ...window, tail: need })) have++;
-            need = Math.max(0, need - have);
-          }
-          const fromOlder: Array<{ stream: 'stdout' | 'stderr'; time: string; data: Buffer }> = [];
-          for (const file of older.reverse()) {
-            if (need === 0) break;
-            const part: typeof fromOlder = [];
-            for await (const e of runtime.readLogs(file, { ...window, tail: need })) part.push(e);
-            fromOlder.unshift(...part);
-            if (need !== undefined) need = Math.max(0, need - part.length);
-          }
-          yield* fromOlder;
-          yield* runtime.readLogs(logPath, { ...window, follow, tail: options.tail, stopWhen });
+          yield* readRotatedLogs(runtime, logPath, { ...options, maxFile, follow, stopWhen });
         } finally {
           release();
         }
@@ -1286,54 +907,20 @@ export class ContainerManager {
   // ---------------------------------------------------------------- exec
 
   createExec(idOrName: string, body: Json): ExecRecord {
-    const { record } = this.#find(idOrName);
-    if (!record.State.Running) throw conflict(`Container ${record.Id} is not running`);
-    if (record.State.Paused) throw conflict(`Container ${record.Id} is paused, unpause the container before exec`);
-    const cmd = Array.isArray(body.Cmd) ? body.Cmd.map(String) : typeof body.Cmd === 'string' ? [body.Cmd] : [];
-    if (cmd.length === 0) throw invalidArgument('No exec command specified');
-    const exec: ExecRecord = {
-      ID: newId(),
-      ContainerID: record.Id,
-      Running: false,
-      ExitCode: null,
-      Pid: 0,
-      OpenStdin: Boolean(body.AttachStdin),
-      OpenStdout: Boolean(body.AttachStdout),
-      OpenStderr: Boolean(body.AttachStderr),
-      DetachKeys: typeof body.DetachKeys === 'string' ? body.DetachKeys : '',
-      CanRemove: false,
-      ProcessConfig: {
-        tty: Boolean(body.Tty),
-        entrypoint: cmd[0]!,
-        arguments: cmd.slice(1),
-        privileged: Boolean(body.Privileged),
-        user: typeof body.User === 'string' ? body.User : '',
-      },
-      Env: Array.isArray(body.Env) ? body.Env.map(String) : [],
-      WorkingDir: typeof body.WorkingDir === 'string' ? body.WorkingDir : '',
-    };
-    this.#execs.set(exec.ID, exec);
-    this.#emit(record, `exec_create: ${cmd.join(' ')}`, { execID: exec.ID });
-    return exec;
+    return this.#execs.create(this.#find(idOrName).record, body);
   }
 
   getExec(id: string): ExecRecord {
-    const exec = this.#execs.get(id);
-    if (!exec) throw notFound(`No such exec instance: ${id}`);
-    return exec;
+    return this.#execs.get(id);
   }
 
   execIds(containerId: string): string[] {
-    return [...this.#execs.values()].filter((e) => e.ContainerID === containerId).map((e) => e.ID);
+    return this.#execs.idsOf(containerId);
   }
 
   /** Checks an exec can start, before the connection is hijacked. */
   checkExecStartable(id: string): ExecRecord {
-    const exec = this.getExec(id);
-    if (exec.Running || exec.ExitCode !== null) throw conflict(`Exec command ${id} has already run`);
-    const { record } = this.#find(exec.ContainerID);
-    if (!record.State.Running) throw conflict(`Container ${record.Id} is not running`);
-    return exec;
+    return this.#execs.checkStartable(id);
   }
 
   /**
@@ -1341,176 +928,35 @@ export class ContainerManager {
    * recorded (clients read `GET /exec/{id}/json` right at end of stream).
    */
   async startExec(id: string, attacher: Attacher | undefined): Promise<void> {
-    const exec = this.checkExecStartable(id);
-    const live = this.#find(exec.ContainerID);
-    const { record } = live;
-    exec.Running = true;
-    const cmd = [exec.ProcessConfig.entrypoint, ...exec.ProcessConfig.arguments];
-    this.#emit(record, `exec_start: ${cmd.join(' ')}`, { execID: exec.ID });
-    let session;
-    try {
-      const rootfs = await this.#snapshots.mountContainer(record.Id, await this.#images.ensureUnpacked(await this.#images.resolve(record.Image)));
-      const user = resolveUser(
-        exec.ProcessConfig.user || record.Config.User,
-        await readText(path.join(rootfs, 'etc/passwd')),
-        await readText(path.join(rootfs, 'etc/group')),
-      );
-      const env = mergeEnv(mergeEnv([`HOSTNAME=${record.Config.Hostname}`], record.Config.Env), [
-        ...(exec.ProcessConfig.tty ? ['TERM=xterm'] : []),
-        ...exec.Env,
-      ]);
-      if (!env.some((e) => e.startsWith('HOME='))) env.push(`HOME=${user.uid === 0 ? '/root' : '/'}`);
-      session = await this.#runtime.exec(record.Id, {
-        args: cmd,
-        env,
-        cwd: exec.WorkingDir || record.Config.WorkingDir || '/',
-        user,
-        terminal: exec.ProcessConfig.tty,
-        openStdin: exec.OpenStdin,
-        privileged: exec.ProcessConfig.privileged,
-        detach: attacher === undefined,
-        size: exec.ConsoleSize,
-      });
-    } catch (err) {
-      const message = describeError(err);
-      exec.Running = false;
-      exec.ExitCode = startErrorExitCode(message, cmd[0]!) ?? 126;
-      this.#emit(record, 'exec_die', { execID: exec.ID, exitCode: String(exec.ExitCode) });
-      if (attacher) {
-        attacher.write(1, Buffer.from(`OCI runtime exec failed: ${message}: unknown\r\n`));
-        attacher.end();
-        return;
-      }
-      throw err;
-    }
-    exec.session = session;
-    exec.Pid = session.pid;
-    if (attacher) {
-      session.onData((stream, data) => {
-        if (stream === 'stderr' && !exec.ProcessConfig.tty) {
-          if (exec.OpenStderr) attacher.write(2, data);
-        } else if (exec.OpenStdout) attacher.write(1, data);
-      });
-      if (exec.OpenStdin) {
-        attacher.onInput((data) => session.write(data));
-        attacher.onInputEnd(() => session.closeStdin());
-      }
-    }
-    void session.exit.then(
-      ({ exitCode, error }) => {
-        // A command that could not start: Docker writes runc's reason into the stream.
-        if (error && attacher) attacher.write(1, Buffer.from(`${error}\r\n`));
-        exec.ExitCode = exitCode;
-        exec.Running = false;
-        exec.session = undefined;
-        this.#emit(record, 'exec_die', { execID: exec.ID, exitCode: String(exitCode) });
-        attacher?.end();
-      },
-      (err) => {
-        exec.ExitCode = 126;
-        exec.Running = false;
-        this.#log.warn('Exec failed', { container: record.Id, exec: exec.ID, err: describeError(err) });
-        attacher?.end();
-      },
-    );
+    return this.#execs.start(id, attacher);
   }
 
   async resizeExec(id: string, size: { width: number; height: number }): Promise<void> {
-    const exec = this.getExec(id);
-    exec.ConsoleSize = size;
-    if (exec.session && exec.ProcessConfig.tty) await exec.session.resize(size).catch(() => {});
+    return this.#execs.resize(id, size);
   }
 
   // ---------------------------------------------------------------- files: cp, export, diff, commit
 
-  /**
-   * The container's root as its processes see it: /proc/<pid>/root while it runs (volumes and
-   * tmpfs included), else its rootfs mounted for the call. `release` undoes that mount.
-   */
-  async #rootOf(live: Live): Promise<{ root: string; release: () => Promise<void> }> {
-    const { record } = live;
-    if (record.State.Running && record.State.Pid) return { root: `/proc/${record.State.Pid}/root`, release: async () => {} };
-    const chain = await this.#images.ensureUnpacked(await this.#images.resolve(record.Image));
-    const merged = await this.#snapshots.mountContainer(record.Id, chain);
-    return {
-      root: merged,
-      release: async () => {
-        if (!live.record.State.Running) await this.#snapshots.unmountContainer(record.Id).catch(() => {});
-      },
-    };
-  }
-
   async statPath(idOrName: string, containerPath: string): Promise<PathStat> {
-    const live = this.#find(idOrName);
-    const { root, release } = await this.#rootOf(live);
-    try {
-      return await statInRoot(root, containerPath, { container: live.record.Id });
-    } finally {
-      await release();
-    }
+    return this.#files.stat(this.#find(idOrName).record, containerPath);
   }
 
   /** `docker cp` out: a tar of the path; the rootfs stays mounted until the stream ends. */
   async getArchive(idOrName: string, containerPath: string, options: { signal?: AbortSignal } = {}): Promise<{ stat: PathStat; stream: NodeJS.ReadableStream }> {
-    const live = this.#find(idOrName);
-    const { root, release } = await this.#rootOf(live);
-    try {
-      const { stat, stream } = await archiveFromRoot(root, containerPath, { container: live.record.Id, signal: options.signal });
-      let released = false;
-      const done = () => {
-        if (!released) void release();
-        released = true;
-      };
-      stream.once('end', done);
-      stream.once('close', done);
-      stream.once('error', done);
-      this.#emit(live.record, 'archive-path');
-      return { stat, stream };
-    } catch (err) {
-      await release();
-      throw err;
-    }
+    return this.#files.getArchive(this.#find(idOrName).record, containerPath, options);
   }
 
   /** `docker cp` in: extracts a tar into a directory of the container, never outside its root. */
   async putArchive(idOrName: string, containerPath: string, tar: NodeJS.ReadableStream, options: { noOverwriteDirNonDir?: boolean; copyUIDGID?: boolean; signal?: AbortSignal }): Promise<void> {
-    const live = this.#find(idOrName);
-    const { record } = live;
-    const readOnlyPaths = [
-      ...(record.HostConfig.ReadonlyRootfs ? ['/'] : []),
-      ...(record.MountPoints ?? []).filter((m) => !m.RW).map((m) => m.Destination),
-    ];
-    const { root, release } = await this.#rootOf(live);
-    try {
-      await extractToRoot(root, containerPath, tar, { ...options, readOnlyPaths, container: record.Id });
-    } finally {
-      await release();
-    }
-    this.#emit(record, 'extract-to-dir');
+    return this.#files.putArchive(this.#find(idOrName).record, containerPath, tar, options);
   }
 
   async export(idOrName: string, options: { signal?: AbortSignal } = {}): Promise<NodeJS.ReadableStream> {
-    const live = this.#find(idOrName);
-    const chain = await this.#images.ensureUnpacked(await this.#images.resolve(live.record.Image));
-    // The merged rootfs, without what the container mounted over it (as docker export).
-    const merged = await this.#snapshots.mountContainer(live.record.Id, chain);
-    const stream = exportRootfs(merged, options);
-    const done = () => {
-      if (!live.record.State.Running) void this.#snapshots.unmountContainer(live.record.Id).catch(() => {});
-    };
-    stream.once('end', done);
-    stream.once('error', done);
-    this.#emit(live.record, 'export');
-    return stream;
+    return this.#files.export(this.#find(idOrName).record, options);
   }
 
   async changes(idOrName: string): Promise<Array<{ Path: string; Kind: 0 | 1 | 2 }>> {
-    const { record } = this.#find(idOrName);
-    const chain = await this.#images.ensureUnpacked(await this.#images.resolve(record.Image));
-    const all = await layerChanges(this.#snapshots.containerUpperPath(record.Id), chain.map((c) => this.#snapshots.layerPath(c)));
-    // The files baleia bind-mounts over (Docker keeps them in an init layer): not the user's changes.
-    const managed = new Set(['/etc/hostname', '/etc/hosts', '/etc/resolv.conf']);
-    return all.filter((c) => !(managed.has(c.Path) && c.Kind === 1));
+    return this.#files.changes(this.#find(idOrName).record);
   }
 
   /**
@@ -1518,56 +964,7 @@ export class ContainerManager {
    * container's config (plus `changes`) as the new image's config.
    */
   async commit(idOrName: string, options: { ref?: string; author?: string; comment?: string; changes?: (config: Json) => void; config?: Json; pause?: boolean }): Promise<ImageRecordLike> {
-    const live = this.#find(idOrName);
-    const { record } = live;
-    const base = await this.#images.resolve(record.Image);
-    const chain = await this.#images.ensureUnpacked(base);
-    const paused = options.pause !== false && record.State.Running && !record.State.Paused;
-    if (paused) await this.#runtime.pause(record.Id);
-    let layer: { digest: string; size: number };
-    try {
-      // Without the files baleia bind-mounts over (empty mount targets), as Docker's init layer does.
-      const managed = new Set(['etc/hostname', 'etc/hosts', 'etc/resolv.conf']);
-      const upper = this.#snapshots.containerUpperPath(record.Id);
-      const isMountTarget = (name: string) => managed.has(name) && statSync(path.join(upper, name), { throwIfNoEntry: false })?.size === 0;
-      layer = await this.#content.ingest(diffTar(upper, chain.map((c) => this.#snapshots.layerPath(c)), { exclude: isMountTarget }));
-    } finally {
-      if (paused) await this.#runtime.resume(record.Id).catch(() => {});
-    }
-    const baseConfig = (await this.#images.getConfig(base)) as Json;
-    const c = record.Config;
-    const config: Json = {
-      ...((baseConfig.config as Json | undefined) ?? {}),
-      Env: c.Env, Cmd: c.Cmd, Entrypoint: c.Entrypoint, WorkingDir: c.WorkingDir, User: c.User,
-      ExposedPorts: c.ExposedPorts, Volumes: c.Volumes, Labels: c.Labels, StopSignal: c.StopSignal, Healthcheck: c.Healthcheck,
-      OnBuild: c.OnBuild, Hostname: c.Hostname, Domainname: c.Domainname,
-      Tty: c.Tty, OpenStdin: c.OpenStdin, StdinOnce: c.StdinOnce, AttachStdin: c.AttachStdin, AttachStdout: c.AttachStdout, AttachStderr: c.AttachStderr,
-      Image: record.Image,
-      ...(options.config ?? {}),
-    };
-    options.changes?.(config);
-    const created = new Date().toISOString();
-    const history = [...(((baseConfig.history as Json[] | undefined) ?? []))];
-    history.push({ created, created_by: [record.Path, ...record.Args].join(' '), ...(options.comment ? { comment: options.comment } : {}), ...(options.author ? { author: options.author } : {}) });
-    const rootfs = (baseConfig.rootfs as { diff_ids?: string[] } | undefined) ?? {};
-    const imageConfig = {
-      ...baseConfig,
-      created,
-      author: options.author ?? '',
-      comment: options.comment ?? '',
-      container: record.Id,
-      container_config: config,
-      config,
-      history,
-      rootfs: { type: 'layers', diff_ids: [...(rootfs.diff_ids ?? []), layer.digest] },
-    };
-    const layers = [
-      ...base.layers.map((l) => ({ digest: l.digest ?? l.diffId, mediaType: l.mediaType })),
-      { digest: layer.digest, mediaType: 'application/vnd.docker.image.rootfs.diff.tar' },
-    ];
-    const image = await this.#images.createImage({ config: Buffer.from(JSON.stringify(imageConfig)), layers, ref: options.ref });
-    this.#emit(record, 'commit', { comment: options.comment ?? '', imageID: image.id });
-    return image;
+    return this.#files.commit(this.#find(idOrName).record, options);
   }
 
   // ---------------------------------------------------------------- health, stats, update
@@ -1587,7 +984,7 @@ export class ContainerManager {
     const monitor = new HealthMonitor({
       config,
       state: record.State.Health!,
-      probe: (argv, timeoutMs) => this.#probe(record, argv, timeoutMs),
+      probe: (argv, timeoutMs) => this.#execs.probe(record, argv, timeoutMs),
       onUpdate: (state, changed) => {
         if (changed) this.#emit(record, `health_status: ${state.Status}`);
         void this.#save(record).catch(() => {});
@@ -1595,44 +992,6 @@ export class ContainerManager {
     });
     live.health = monitor;
     monitor.start();
-  }
-
-  /** One health probe: an exec with a timeout; a probe that hangs is killed and counts as failed. */
-  async #probe(record: ContainerRecord, argv: string[], timeoutMs: number): Promise<{ exitCode: number; output: string }> {
-    const rootfs = this.#snapshots.containerMergedPath(record.Id);
-    const user = resolveUser(record.Config.User, await readText(path.join(rootfs, 'etc/passwd')), await readText(path.join(rootfs, 'etc/group')));
-    this.#emit(record, `exec_create: ${argv.join(' ')}`);
-    const session = await this.#runtime.exec(record.Id, {
-      args: argv,
-      env: mergeEnv([`HOSTNAME=${record.Config.Hostname}`], record.Config.Env),
-      cwd: record.Config.WorkingDir || '/',
-      user,
-      terminal: false,
-      openStdin: false,
-    });
-    this.#emit(record, `exec_start: ${argv.join(' ')}`);
-    let output = '';
-    session.onData((_stream, data) => {
-      if (output.length < 4096) output += data.toString('utf8');
-    });
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<{ exitCode: number; output: string }>((resolve) => {
-      timer = setTimeout(() => {
-        if (session.pid > 0) {
-          try {
-            process.kill(session.pid, 'SIGKILL');
-          } catch {
-            // already gone
-          }
-        }
-        resolve({ exitCode: -1, output: `Health check exceeded timeout (${timeoutMs / 1000}s)` });
-      }, timeoutMs);
-    });
-    const finished = session.exit.then(({ exitCode, error }) => ({ exitCode, output: error ? `${error}\n` : output }));
-    const result = await Promise.race([finished, timedOut]);
-    clearTimeout(timer);
-    this.#emit(record, 'exec_die', { exitCode: String(result.exitCode) });
-    return result;
   }
 
   /** Docker's stats objects: one sample (`oneShot`), a pair a second apart, or one a second while running. */
@@ -1663,28 +1022,8 @@ export class ContainerManager {
 
   /** `docker update`: resources and restart policy of a container, live when it runs. */
   async update(idOrName: string, body: Json): Promise<{ Warnings: string[] | null }> {
-    const live = this.#find(idOrName);
-    const { record } = live;
-    const resourceKeys = [
-      'Memory', 'MemorySwap', 'MemoryReservation', 'NanoCpus', 'CpuShares', 'CpuQuota', 'CpuPeriod', 'CpusetCpus',
-      'CpusetMems', 'PidsLimit', 'BlkioWeight', 'KernelMemory', 'CpuRealtimePeriod', 'CpuRealtimeRuntime',
-    ];
-    const changes: Json = {};
-    for (const key of resourceKeys) {
-      const v = body[key];
-      if (v !== undefined && v !== null && v !== 0 && v !== '') changes[key] = v;
-    }
-    if (body.RestartPolicy && typeof body.RestartPolicy === 'object' && (body.RestartPolicy as Json).Name) changes.RestartPolicy = body.RestartPolicy;
-    const merged = { ...record.HostConfig, ...changes };
-    // Only Memory given: the old swap limit may no longer fit; Docker keeps swap at twice memory.
-    if (changes.Memory !== undefined && changes.MemorySwap === undefined && record.HostConfig.MemorySwap > 0 && record.HostConfig.MemorySwap < (changes.Memory as number))
-      merged.MemorySwap = 2 * (changes.Memory as number);
-    if (changes.NanoCpus !== undefined) {
-      merged.CpuQuota = 0;
-      merged.CpuPeriod = 0;
-    }
-    const next = normalizeHostConfig(merged, this.#ncpu);
-    if (next.AutoRemove && next.RestartPolicy.Name !== 'no') throw invalidArgument('Restart policy cannot be updated because AutoRemove is enabled for the container');
+    const { record } = this.#find(idOrName);
+    const next = updateHostConfig(record.HostConfig, body, this.#ncpu);
     if (record.State.Running) {
       await this.#runtime.update(record.Id, resourceLimits(specResources(next)));
     }
@@ -1741,63 +1080,6 @@ export class ContainerManager {
     const next = live.lock.then(fn, fn);
     live.lock = next.catch(() => {});
     return next;
-  }
-}
-
-/** Docker's exit codes for a command that cannot start: 127 not found, 126 not invokable. */
-export function startErrorExitCode(message: string, command: string): number | undefined {
-  const m = message.toLowerCase();
-  if (m.includes('executable file not found') || (m.includes('no such file or directory') && m.includes(command.toLowerCase())))
-    return 127;
-  if (m.includes('permission denied') || m.includes('is a directory') || m.includes('exec format error')) return 126;
-  return undefined;
-}
-
-function parseSecurityOpts(opts: string[]): { seccomp: 'default' | 'unconfined' | object; noNewPrivileges: boolean } {
-  let seccomp: 'default' | 'unconfined' | object = 'default';
-  let noNewPrivileges = false;
-  for (const opt of opts) {
-    const [key, value = ''] = opt.includes('=') ? [opt.slice(0, opt.indexOf('=')), opt.slice(opt.indexOf('=') + 1)] : opt.split(':');
-    if (key === 'seccomp') {
-      if (value === 'unconfined') seccomp = 'unconfined';
-      else {
-        try {
-          // The docker CLI reads a profile file and sends its JSON content.
-          seccomp = JSON.parse(value) as object;
-        } catch {
-          throw invalidArgument(`Invalid security option "seccomp": ${JSON.stringify(value.slice(0, 40))} is not a JSON seccomp profile`);
-        }
-      }
-    } else if (key === 'no-new-privileges') noNewPrivileges = value === '' || value === 'true';
-    else if (key === 'apparmor' || key === 'label') continue;
-    else throw invalidArgument(`invalid --security-opt: ${JSON.stringify(opt)}`);
-  }
-  return { seccomp, noNewPrivileges };
-}
-
-async function readText(file: string): Promise<string> {
-  try {
-    return await fs.readFile(file, 'utf8');
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return '';
-    throw err;
-  }
-}
-
-/** Creates `dir` inside `rootfs` without following symlinks out of it. */
-async function ensureDirIn(rootfs: string, dir: string): Promise<void> {
-  let current = rootfs;
-  for (const part of dir.split('/').filter((p) => p && p !== '.')) {
-    if (part === '..') throw invalidArgument(`the working directory '${dir}' is invalid`);
-    current = path.join(current, part);
-    try {
-      const st = await fs.lstat(current);
-      if (st.isSymbolicLink()) return; // resolved by the runtime inside the container
-      if (!st.isDirectory()) throw invalidArgument(`Cannot use working directory "${dir}": not a directory`);
-    } catch (err) {
-      if (errnoCode(err) !== 'ENOENT') throw err;
-      await fs.mkdir(current, { mode: 0o755 });
-    }
   }
 }
 

@@ -13,6 +13,7 @@ import { createReadStream, createWriteStream, promises as fs, watch, type FSWatc
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { errnoCode, invalidArgument, type Logger } from '../lib/index.js';
+import type { LogEntry, ReadLogsOptions, Runtime } from '../runtime/index.js';
 
 /** Docker's local-driver defaults: a cap even when the user sets none. */
 export const defaultLogMaxSize = 20 * 1024 * 1024;
@@ -37,6 +38,37 @@ export function logLimits(config: Record<string, string> | undefined): { maxSize
     if (!Number.isInteger(maxFile) || maxFile < 1) throw invalidArgument(`invalid value for max-file: ${JSON.stringify(opts['max-file'])}: must be a positive integer`);
   }
   return { maxSize, maxFile };
+}
+
+/**
+ * A log's entries across rotation: the rotated files, oldest to newest, then the live file
+ * (followed while `follow`); with `tail`, the rotated files give only as many lines as the live
+ * file lacks.
+ */
+export async function* readRotatedLogs(
+  runtime: Pick<Runtime, 'readLogs'>,
+  logPath: string,
+  options: ReadLogsOptions & { maxFile: number },
+): AsyncGenerator<LogEntry> {
+  const window = { since: options.since, until: options.until, signal: options.signal };
+  // Rotated files first, oldest to newest; with --tail only as many lines as the live file lacks.
+  const older = await rotatedFiles(logPath, options.maxFile);
+  let need = options.tail;
+  if (need !== undefined) {
+    let have = 0;
+    for await (const _ of runtime.readLogs(logPath, { ...window, tail: need })) have++;
+    need = Math.max(0, need - have);
+  }
+  const fromOlder: LogEntry[] = [];
+  for (const file of older.reverse()) {
+    if (need === 0) break;
+    const part: typeof fromOlder = [];
+    for await (const e of runtime.readLogs(file, { ...window, tail: need })) part.push(e);
+    fromOlder.unshift(...part);
+    if (need !== undefined) need = Math.max(0, need - part.length);
+  }
+  yield* fromOlder;
+  yield* runtime.readLogs(logPath, { ...window, follow: options.follow, tail: options.tail, stopWhen: options.stopWhen });
 }
 
 /** The rotated files of a log, oldest first (only those that exist). */

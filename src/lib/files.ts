@@ -44,6 +44,16 @@ export async function readJsonIfExists<T>(file: string): Promise<T | undefined> 
   }
 }
 
+/** The file's text, or '' when it does not exist. */
+export async function readTextIfExists(file: string): Promise<string> {
+  try {
+    return await fs.readFile(file, 'utf8');
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return '';
+    throw err;
+  }
+}
+
 export async function syncDir(dir: string): Promise<void> {
   const handle = await fs.open(dir, 'r');
   try {
