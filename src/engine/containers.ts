@@ -515,7 +515,6 @@ export class ContainerManager {
       const message = describeError(err);
       const code = startErrorExitCode(message, record.Path);
       record.State = { ...record.State, Status: record.State.StartedAt === zeroTime ? 'created' : 'exited', Running: false, Pid: 0, ExitCode: code ?? 128, Error: message };
-      if (record.State.Status === 'created') record.State.Status = 'created';
       await this.#save(record).catch(() => {});
       for (const a of live.pendingAttachers.splice(0)) a.end();
       this.#fireWaiters(live, ['next-exit', 'not-running'], { StatusCode: code ?? 128, Error: null });
@@ -1093,7 +1092,6 @@ const delay = (ms: number, signal?: AbortSignal) =>
     }, { once: true });
   });
 
-export { shortId };
 
 /**
  * At create, only a missing image may be NotFound: the docker CLI answers a 404 from create by
