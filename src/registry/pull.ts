@@ -41,8 +41,8 @@ export interface PullOptions {
 
 /**
  * Layers fetched (and extracted) at once. Docker downloads 3 at a time and extracts one after
- * another; here each download streams into its own extraction, so more at once keeps both cores
- * busy (gunzip on the thread pool, hashing and tar on the main thread).
+ * another; here each download streams into its own extraction, so more at once keeps the cores
+ * busy (igzip processes, hashing threads, tar and writes on the daemon's thread and its pool).
  */
 const layerConcurrency = 4;
 
