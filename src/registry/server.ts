@@ -9,7 +9,7 @@
  * `/v2/` go to the `frontend` hook (token endpoint, web UI, search: hub.ts) and `serveRegistry`
  * listens with TLS when given a certificate.
  */
-import { createReadStream } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -93,6 +93,45 @@ async function readBody(req: http.IncomingMessage, limit: number): Promise<Buffe
     chunks.push(chunk);
   }
   return Buffer.concat(chunks);
+}
+
+/** Size of each of the two buffers a blob is sent through. */
+const sendBufferBytes = 1024 * 1024;
+
+/**
+ * Sends bytes `start`..`end` (inclusive) of `file` as the response body through two reused
+ * buffers: one is read from the file while the other is on its way to the socket. A buffer is
+ * read into again only after its write's callback (the kernel has the bytes), so nothing is
+ * allocated per chunk and at most two buffers are queued (backpressure). Resolves when the body
+ * is sent or the client has gone.
+ */
+async function sendFileRange(res: http.ServerResponse, handle: FileHandle, start: number, end: number): Promise<void> {
+  let onClose!: () => void;
+  const gone = new Promise<'gone'>((resolve) => {
+    onClose = () => resolve('gone');
+    res.once('close', onClose);
+  });
+  try {
+    const length = Math.min(sendBufferBytes, end - start + 1);
+    const buffers = [Buffer.allocUnsafe(length), Buffer.allocUnsafe(length)];
+    const writes: Array<Promise<void> | undefined> = [undefined, undefined];
+    let position = start;
+    for (let i = 0; position <= end; i ^= 1) {
+      if (writes[i] && (await Promise.race([writes[i], gone])) === 'gone') return;
+      const buffer = buffers[i]!;
+      const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, end - position + 1), position);
+      if (bytesRead === 0) throw new Error(`Cannot send blob: its file ended at ${position} bytes, before ${end + 1}`);
+      position += bytesRead;
+      if (res.destroyed) return;
+      const write = new Promise<void>((resolve, reject) => res.write(buffer.subarray(0, bytesRead), (err) => (err ? reject(err) : resolve())));
+      write.catch(noop);
+      writes[i] = write;
+    }
+    if ((await Promise.race([Promise.all(writes), gone])) === 'gone') return;
+    res.end();
+  } finally {
+    res.off('close', onClose);
+  }
 }
 
 /** `n` and `last` of a paginated list (tags, catalog), per spec §"Listing Tags". */
@@ -413,7 +452,6 @@ export class Registry {
 
   async #getBlob({ req, res, name, ref }: Context): Promise<void> {
     const digest = checkDigest(ref);
-    const size = await this.store.blobSize(name, digest);
     const headers: Record<string, string | number> = {
       'Content-Type': 'application/octet-stream',
       'Docker-Content-Digest': digest,
@@ -422,32 +460,25 @@ export class Registry {
       'Cache-Control': 'max-age=31536000',
     };
     if (req.method === 'HEAD') {
+      const size = await this.store.blobSize(name, digest);
       await this.store.touchBlob(name, digest);
       res.writeHead(200, { ...headers, 'Content-Length': size });
       res.end();
       return;
     }
-    const range = parseRange(req.headers.range, size);
-    const start = range?.start ?? 0;
-    const end = range?.end ?? size - 1;
-    if (range) headers['Content-Range'] = `bytes ${start}-${end}/${size}`;
-    res.writeHead(range ? 206 : 200, { ...headers, 'Content-Length': size === 0 ? 0 : end - start + 1 });
-    if (size === 0) {
-      res.end();
-      return;
+    // Opened before the headers go out: a blob collected meanwhile still answers BLOB_UNKNOWN.
+    const { handle, size } = await this.store.openBlob(name, digest);
+    try {
+      const range = parseRange(req.headers.range, size);
+      const start = range?.start ?? 0;
+      const end = range?.end ?? size - 1;
+      if (range) headers['Content-Range'] = `bytes ${start}-${end}/${size}`;
+      res.writeHead(range ? 206 : 200, { ...headers, 'Content-Length': size === 0 ? 0 : end - start + 1 });
+      if (size === 0) res.end();
+      else await sendFileRange(res, handle, start, end);
+    } finally {
+      await handle.close();
     }
-    const stream = createReadStream(this.store.content.path(digest), { start, end });
-    await new Promise<void>((resolve) => {
-      stream.on('error', () => {
-        res.destroy();
-        resolve();
-      });
-      res.on('close', () => {
-        stream.destroy();
-        resolve();
-      });
-      stream.pipe(res);
-    });
   }
 }
 

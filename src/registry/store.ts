@@ -228,16 +228,37 @@ export class RegistryStore {
 
   /** The blob's size when `name` may serve it (a layer link or a manifest revision), else BLOB_UNKNOWN. */
   async blobSize(name: string, digest: string): Promise<number> {
-    const linked =
-      (await mtimeIfExists(this.#layerLink(name, digest))) !== undefined || (await mtimeIfExists(this.#revision(name, digest))) !== undefined;
-    if (linked) {
-      try {
-        return await this.content.size(digest);
-      } catch (err) {
-        if (!isKind(err, 'NotFound')) throw err;
-      }
+    await this.#checkLinked(name, digest);
+    try {
+      return await this.content.size(digest);
+    } catch (err) {
+      if (!isKind(err, 'NotFound')) throw err;
     }
     throw registryError('BLOB_UNKNOWN', { detail: { digest } });
+  }
+
+  /** The blob opened for reading, with its size, when `name` may serve it; else BLOB_UNKNOWN. */
+  async openBlob(name: string, digest: string): Promise<{ handle: fs.FileHandle; size: number }> {
+    await this.#checkLinked(name, digest);
+    let handle: fs.FileHandle;
+    try {
+      handle = await fs.open(this.content.path(digest), 'r');
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') throw registryError('BLOB_UNKNOWN', { detail: { digest } });
+      throw err;
+    }
+    try {
+      return { handle, size: (await handle.stat()).size };
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+  }
+
+  async #checkLinked(name: string, digest: string): Promise<void> {
+    const linked =
+      (await mtimeIfExists(this.#layerLink(name, digest))) !== undefined || (await mtimeIfExists(this.#revision(name, digest))) !== undefined;
+    if (!linked) throw registryError('BLOB_UNKNOWN', { detail: { digest } });
   }
 
   /**
