@@ -34,7 +34,11 @@
  *     tls/ca/registry.crt, tls/registry.key      a `--tls-self-signed` certificate and its key
  *
  * A blob is visible only after it is hashed and renamed into content/ and then linked; an upload
- * is never visible. Garbage collection marks every revision of every repository and what it
+ * is never visible. Durability: an upload's data and state are scratch and not fsynced (a killed
+ * server keeps them; a power cut may lose an upload in flight, and opening the store drops one
+ * whose data is shorter than its state says); a finished blob is fsynced once before its rename
+ * into content/ (skipped when the same blob is already there); links, manifests, revisions and
+ * tags are written atomically and fsynced. Garbage collection marks every revision of every repository and what it
  * references, and sweeps the rest once both the blob and its newest link are older than a grace
  * period. Run the offline `baleia registry gc` only while no server uses the same root.
  */
