@@ -37,8 +37,9 @@
  * is never visible. Durability: an upload's data and state are scratch and not fsynced (a killed
  * server keeps them; a power cut may lose an upload in flight, and opening the store drops one
  * whose data is shorter than its state says); a finished blob is fsynced once before its rename
- * into content/ (skipped when the same blob is already there); links, manifests, revisions and
- * tags are written atomically and fsynced. Garbage collection marks every revision of every repository and what it
+ * into content/ (skipped when the same blob is already there); links are written without fsync
+ * and their directory is synced once by the manifest PUT that relies on them; manifests,
+ * revisions and tags are written atomically and fsynced. Garbage collection marks every revision of every repository and what it
  * references, and sweeps the rest once both the blob and its newest link are older than a grace
  * period. Run the offline `baleia registry gc` only while no server uses the same root.
  */

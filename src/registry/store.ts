@@ -327,10 +327,21 @@ export class RegistryStore {
     await fs.utimes(this.#layerLink(name, digest), now, now).catch(() => {});
   }
 
+  /**
+   * Links a blob (already durable in content/) into a repository. Only the link's existence
+   * counts, never its bytes, so it is written in place and not fsynced: putManifest syncs the
+   * repository's link directory once before it stores a revision that relies on its links.
+   * Until then a link lost to a power cut costs the client an upload again, nothing else.
+   */
   async #link(name: string, digest: string): Promise<void> {
     const file = this.#layerLink(name, digest);
-    await fs.mkdir(path.dirname(file), { recursive: true });
-    await writeFileAtomic(file, digest);
+    try {
+      await fs.writeFile(file, digest);
+    } catch (err) {
+      if (errnoCode(err) !== 'ENOENT') throw err;
+      await fs.mkdir(path.dirname(file), { recursive: true });
+      await fs.writeFile(file, digest);
+    }
   }
 
   /** Links an existing blob of `from` into `name`; false when `from` cannot serve it. */
@@ -613,6 +624,8 @@ export class RegistryStore {
           detail: { digests: unknown.map((d) => d.digest) },
         });
       }
+      // The links this revision relies on were not fsynced one by one (see #link).
+      if (requiredBlobs(manifest).length > 0) await syncDir(path.dirname(this.#layerLink(name, digest)));
       await this.content.writeBlob(body, { expected: digest });
       const record: RevisionRecord = { mediaType: manifest.mediaType, size: body.length };
       if (manifest.subject) record.subject = manifest.subject.digest;
