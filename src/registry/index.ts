@@ -1,8 +1,10 @@
 /**
  * registry: the OCI Distribution protocol (Distribution Spec v1.1 and Docker Registry HTTP API
  * v2). It owns the route table and error codes (shared by server and client), the registry
- * server's store and its HTTP handlers, the registry's garbage collection, and the pull/push/login
- * client (RegistryClient: client.ts, auth.ts, session.ts, pull.ts, push.ts), and the hub around
+ * server's store (store.ts; uploads are hashed in a worker thread, hasher.ts + hash-worker.ts,
+ * through reused shared buffers, slabs.ts) and its HTTP handlers (server.ts), the registry's
+ * garbage collection, and the pull/push/login client (RegistryClient: client.ts, auth.ts,
+ * session.ts, pull.ts, push.ts), and the hub around
  * the server (hub.ts): htpasswd users, access rules and Docker's token flow (htpasswd.ts,
  * access.ts, token.ts, guard.ts), TLS (tls.ts), the web UI (ui.ts) and the v1 search API
  * (search.ts). It does not own blob bytes (content/ verifies and stores them) or image semantics
@@ -24,7 +26,7 @@
  *     content/blobs/sha256/<hex>                 every blob and manifest, verified (ContentStore)
  *     content/ingest/<random>/                   single-request pushes in flight (wiped on start)
  *     uploads/<uuid>/state.json                  {id, name, startedAt, offset}: acknowledged bytes
- *     uploads/<uuid>/data                        the upload so far; survives restarts
+ *     uploads/<uuid>/data                        the upload so far (made by its first chunk); survives restarts
  *     repositories/<name…>/                      <name> split on "/" (components never start with "_")
  *       _layers/sha256/<hex>                     link: this repository may serve the blob
  *       _manifests/revisions/sha256/<hex>        {mediaType, size, subject?}: a manifest of the repository

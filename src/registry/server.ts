@@ -18,6 +18,7 @@ import { errorBody, registryError, registryErrorOf } from './errors.js';
 import { mediaTypes, manifestMediaTypes, maxManifestSize, baseMediaType } from './manifests.js';
 import { checkDigest, checkName, isName, parseReference } from './names.js';
 import { matchRoute, paths, routeAction, type RouteName } from './routes.js';
+import type { SlabPool } from './slabs.js';
 import { rangeHeader, RegistryStore, type GcOptions } from './store.js';
 
 export interface AccessRequest {
@@ -95,42 +96,56 @@ async function readBody(req: http.IncomingMessage, limit: number): Promise<Buffe
   return Buffer.concat(chunks);
 }
 
-/** Size of each of the two buffers a blob is sent through. */
-const sendBufferBytes = 1024 * 1024;
-
 /**
- * Sends bytes `start`..`end` (inclusive) of `file` as the response body through two reused
- * buffers: one is read from the file while the other is on its way to the socket. A buffer is
- * read into again only after its write's callback (the kernel has the bytes), so nothing is
- * allocated per chunk and at most two buffers are queued (backpressure). Resolves when the body
- * is sent or the client has gone.
+ * Sends bytes `start`..`end` (inclusive) of an open file as the response body through two
+ * slabs: one is read from the file while the other is on its way to the socket. A slab is read
+ * into again only after its write's callback (the kernel has the bytes), so nothing is allocated
+ * per chunk and at most two slabs are queued (backpressure). Resolves when the body is sent or
+ * the client has gone.
  */
-async function sendFileRange(res: http.ServerResponse, handle: FileHandle, start: number, end: number): Promise<void> {
+async function sendFileRange(res: http.ServerResponse, handle: FileHandle, start: number, end: number, pool: SlabPool): Promise<void> {
   let onClose!: () => void;
   const gone = new Promise<'gone'>((resolve) => {
     onClose = () => resolve('gone');
     res.once('close', onClose);
   });
+  const slabs = [pool.take(), pool.take()];
+  const writes: Array<Promise<void> | undefined> = [undefined, undefined];
+  // A slab whose write never called back (client gone) may still be queued: not reused.
+  let reusable = true;
   try {
-    const length = Math.min(sendBufferBytes, end - start + 1);
-    const buffers = [Buffer.allocUnsafe(length), Buffer.allocUnsafe(length)];
-    const writes: Array<Promise<void> | undefined> = [undefined, undefined];
     let position = start;
     for (let i = 0; position <= end; i ^= 1) {
-      if (writes[i] && (await Promise.race([writes[i], gone])) === 'gone') return;
-      const buffer = buffers[i]!;
+      if (writes[i] && (await Promise.race([writes[i], gone])) === 'gone') {
+        reusable = false;
+        return;
+      }
+      const buffer = slabs[i]!.buffer;
       const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, end - position + 1), position);
       if (bytesRead === 0) throw new Error(`Cannot send blob: its file ended at ${position} bytes, before ${end + 1}`);
       position += bytesRead;
-      if (res.destroyed) return;
+      if (res.destroyed) {
+        reusable = false;
+        return;
+      }
       const write = new Promise<void>((resolve, reject) => res.write(buffer.subarray(0, bytesRead), (err) => (err ? reject(err) : resolve())));
       write.catch(noop);
       writes[i] = write;
     }
-    if ((await Promise.race([Promise.all(writes), gone])) === 'gone') return;
+    if ((await Promise.race([Promise.all(writes), gone])) === 'gone') {
+      reusable = false;
+      return;
+    }
     res.end();
+  } catch (err) {
+    reusable = false;
+    throw err;
   } finally {
     res.off('close', onClose);
+    for (const slab of slabs) {
+      if (reusable) pool.give(slab);
+      else pool.discard(slab);
+    }
   }
 }
 
@@ -226,10 +241,11 @@ export class Registry {
     return registry;
   }
 
-  /** Stops online garbage collection (waits for a running one). */
+  /** Stops online garbage collection (waits for a running one) and the store's hasher. */
   async close(): Promise<void> {
     clearInterval(this.#gcTimer);
     await this.#gcRunning;
+    await this.store.close();
   }
 
   /** The node:http request listener. */
@@ -475,7 +491,7 @@ export class Registry {
       if (range) headers['Content-Range'] = `bytes ${start}-${end}/${size}`;
       res.writeHead(range ? 206 : 200, { ...headers, 'Content-Length': size === 0 ? 0 : end - start + 1 });
       if (size === 0) res.end();
-      else await sendFileRange(res, handle, start, end);
+      else await sendFileRange(res, handle, start, end, this.store.slabs);
     } finally {
       await handle.close();
     }

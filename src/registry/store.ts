@@ -4,12 +4,14 @@
  * verified before they are visible; a repository holds links (what it may serve), never bytes.
  * See index.ts for the on-disk tree.
  */
-import { createHash, randomBytes, randomUUID, type Hash } from 'node:crypto';
-import { createReadStream, promises as fs } from 'node:fs';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { constants as fsConstants, createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { ContentStore, sha256Digest } from '../content/index.js';
-import { errnoCode, isKind, readJsonIfExists, silentLogger, syncDir, writeFileAtomic, writeJsonAtomic, type Logger } from '../lib/index.js';
+import { describeError, errnoCode, isKind, readJsonIfExists, silentLogger, syncDir, writeFileAtomic, writeJsonAtomic, type Logger } from '../lib/index.js';
 import { registryError } from './errors.js';
+import { UploadHasher } from './hasher.js';
+import { SlabPool } from './slabs.js';
 import { checkDigest, isSupportedDigest, isTag, type Reference } from './names.js';
 import { maxManifestSize, parseManifest, referrerDescriptor, requiredBlobs, type Descriptor } from './manifests.js';
 
@@ -21,17 +23,8 @@ export interface UploadState {
   offset: number;
 }
 
-/** The running sha256 of an upload's first `offset` bytes, kept between its requests. */
-interface UploadHash {
-  offset: number;
-  hash: Hash;
-}
-
-/**
- * Chunks of a request body are gathered into writes of about this size: a socket hands over
- * 16–64 KiB at a time, and one write per such chunk costs the event loop more than the copy.
- */
-const writeBatchBytes = 1024 * 1024;
+/** Read size when an upload has to be hashed from its file (after a restart). */
+const hashReadBytes = 1024 * 1024;
 
 export interface StoredManifest {
   digest: string;
@@ -142,10 +135,16 @@ async function mtimeIfExists(file: string): Promise<number | undefined> {
   }
 }
 
-/** `sha256:<hex>` of a file's bytes. */
-async function hashFile(file: string, signal?: AbortSignal): Promise<string> {
+/** `sha256:<hex>` of the first `size` bytes of a file (fewer if it is shorter). */
+async function hashFile(file: string, size: number, signal?: AbortSignal): Promise<string> {
   const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file, { signal, highWaterMark: writeBatchBytes })) hash.update(chunk as Buffer);
+  if (size > 0) {
+    try {
+      for await (const chunk of createReadStream(file, { signal, end: size - 1, highWaterMark: hashReadBytes })) hash.update(chunk as Buffer);
+    } catch (err) {
+      if (errnoCode(err) !== 'ENOENT') throw err;
+    }
+  }
   return `sha256:${hash.digest('hex')}`;
 }
 
@@ -178,18 +177,12 @@ async function writeScratchJson(file: string, value: unknown): Promise<void> {
   }
 }
 
-/** Writes every byte of `chunks` at `position` (pwritev may write less, e.g. near a full disk). */
-async function writeAll(handle: fs.FileHandle, chunks: Buffer[], position: number): Promise<void> {
-  let pending = chunks;
-  let at = position;
-  for (;;) {
-    const total = pending.reduce((n, c) => n + c.length, 0);
-    const { bytesWritten } = await handle.writev(pending, at);
-    if (bytesWritten === total) return;
-    if (bytesWritten === 0) throw new Error(`Cannot write upload data at offset ${at}: no bytes written`);
-    at += bytesWritten;
-    const rest = Buffer.concat(pending).subarray(bytesWritten);
-    pending = [rest];
+/** Writes `length` bytes of `buffer` at `position` (pwrite may write less, e.g. near a full disk). */
+async function writeAll(handle: fs.FileHandle, buffer: Buffer, length: number, position: number): Promise<void> {
+  for (let done = 0; done < length; ) {
+    const { bytesWritten } = await handle.write(buffer, done, length - done, position + done);
+    if (bytesWritten === 0) throw new Error(`Cannot write upload data at offset ${position + done}: no bytes written`);
+    done += bytesWritten;
   }
 }
 
@@ -202,8 +195,17 @@ export class RegistryStore {
   readonly #gcLock = new GcLock();
   readonly #uploadLocks = new KeyedMutex();
   readonly #commitLocks = new KeyedMutex();
-  /** Running hashes of uploads started or continued since this process opened the store. */
-  readonly #hashes = new Map<string, UploadHash>();
+  /** State of the uploads this process started or touched (it is their only writer). */
+  readonly #states = new Map<string, UploadState>();
+  /** Uploads completed whose files are still being removed, and those removals. */
+  readonly #finished = new Set<string>();
+  readonly #cleanups = new Set<Promise<void>>();
+  readonly #hasher = new UploadHasher();
+  /**
+   * Buffers for upload batches (socket chunks are gathered into 1 MiB writes: one write per
+   * 16–64 KiB chunk costs the event loop more than the copy) and for blob GETs.
+   */
+  readonly slabs = new SlabPool();
 
   constructor(root: string, options: { logger?: Logger } = {}) {
     this.#root = root;
@@ -225,10 +227,11 @@ export class RegistryStore {
     for (const id of await fs.readdir(this.#uploads)) {
       const dir = path.join(this.#uploads, id);
       const state = await readJsonIfExists<UploadState>(path.join(dir, 'state.json')).catch(() => undefined);
-      const size = await fs.stat(path.join(dir, 'data')).then((s) => s.size, () => undefined);
+      // No data file yet: nothing written (it is made by the first chunk).
+      const size = await fs.stat(path.join(dir, 'data')).then((s) => s.size, () => 0);
       // Data shorter than the acknowledged offset: acknowledged bytes were lost (power cut, since
       // uploads are not fsynced); the client has to start that upload again.
-      if (!state || typeof state.offset !== 'number' || size === undefined || size < state.offset) {
+      if (!state || typeof state.offset !== 'number' || size < state.offset) {
         await fs.rm(dir, { recursive: true, force: true });
         continue;
       }
@@ -236,7 +239,7 @@ export class RegistryStore {
         if (name.startsWith('.tmp-')) await fs.rm(path.join(dir, name), { force: true });
       }
       // Bytes past the acknowledged offset belong to a chunk that never completed.
-      await fs.truncate(path.join(dir, 'data'), state.offset);
+      if (size > state.offset) await fs.truncate(path.join(dir, 'data'), state.offset);
     }
   }
 
@@ -387,16 +390,21 @@ export class RegistryStore {
     const state: UploadState = { id: randomUUID(), name, startedAt: new Date().toISOString(), offset: 0 };
     const dir = this.#uploadDir(state.id);
     await fs.mkdir(dir, { recursive: true });
-    await (await fs.open(path.join(dir, 'data'), 'w', 0o644)).close();
-    await writeScratchJson(path.join(dir, 'state.json'), state);
-    this.#hashes.set(state.id, { offset: 0, hash: createHash('sha256') });
+    // A fresh directory: no temp file needed, a torn state.json is dropped by init().
+    await fs.writeFile(path.join(dir, 'state.json'), JSON.stringify(state) + '\n', { flag: 'wx' });
+    this.#states.set(state.id, state);
     return state;
   }
 
+  /** The upload's state: this process's copy (it is the only writer), else what is on disk. */
   async #state(name: string, id: string): Promise<UploadState> {
     const unknown = () => registryError('BLOB_UPLOAD_UNKNOWN', { detail: { uuid: id } });
-    if (!/^[0-9a-f-]{36}$/.test(id)) throw unknown();
-    const state = await readJsonIfExists<UploadState>(path.join(this.#uploadDir(id), 'state.json'));
+    if (!/^[0-9a-f-]{36}$/.test(id) || this.#finished.has(id)) throw unknown();
+    let state = this.#states.get(id);
+    if (!state) {
+      state = await readJsonIfExists<UploadState>(path.join(this.#uploadDir(id), 'state.json'));
+      if (state) this.#states.set(id, state);
+    }
     if (!state || state.name !== name) throw unknown();
     return state;
   }
@@ -420,8 +428,8 @@ export class RegistryStore {
   }
 
   /**
-   * Writes the chunk in batches of about 1 MiB, one batch on its way to the file while the next
-   * is read from the socket, and hashes it on the way so the final PUT need not read the upload
+   * Copies the chunk into 1 MiB slabs, each written to the file and hashed (in the hasher's
+   * worker) while the next fills from the socket, so the final PUT need not read the upload
    * again. Nothing is fsynced here: the finished blob is, once, before it becomes visible.
    */
   async #append(
@@ -439,52 +447,75 @@ export class RegistryStore {
       });
     }
     // The running hash goes on only from where it stopped; after a restart the PUT hashes the file.
-    const known = this.#hashes.get(id);
-    const hash = known?.offset === state.offset ? known.hash.copy() : state.offset === 0 ? createHash('sha256') : undefined;
-    const file = path.join(this.#uploadDir(id), 'data');
-    const handle = await fs.open(file, 'r+');
+    let hashed = this.#hasher.begin(id, state.offset);
+    // Opened with the first full slab: an empty chunk (the usual final PUT) touches no file.
+    let handle: fs.FileHandle | undefined;
     let written = 0;
     let inFlight: Promise<void> | undefined;
+    let slab = this.slabs.take();
+    let filled = 0;
     try {
-      // What is past the acknowledged offset is a chunk that never completed (crash).
-      await handle.truncate(state.offset);
-      let batch: Buffer[] = [];
-      let batchBytes = 0;
+      // The full slab goes to the file and the hasher at once while the next one fills.
       const flush = async () => {
         await inFlight;
-        inFlight = writeAll(handle, batch, state.offset + written);
+        if (!handle) {
+          handle = await fs.open(path.join(this.#uploadDir(id), 'data'), fsConstants.O_RDWR | fsConstants.O_CREAT, 0o644);
+          // What is past the acknowledged offset is a chunk that never completed (crash).
+          await handle.truncate(state.offset);
+        }
+        const full = slab;
+        const length = filled;
+        const position = state.offset + written;
+        slab = this.slabs.take();
+        filled = 0;
+        written += length;
+        inFlight = Promise.all([writeAll(handle, full.buffer, length, position), hashed && this.#hasher.update(id, full, length)])
+          .then(([, ok]) => {
+            if (!ok) hashed = false;
+          })
+          .finally(() => this.slabs.give(full));
         inFlight.catch(() => {}); // awaited at the next flush or after the loop
-        written += batchBytes;
-        batch = [];
-        batchBytes = 0;
       };
       for await (const chunk of stream as AsyncIterable<Buffer>) {
         if (options.signal?.aborted) throw options.signal.reason;
-        if (options.length !== undefined && written + batchBytes + chunk.length > options.length) {
+        if (options.length !== undefined && written + filled + chunk.length > options.length) {
           throw registryError('SIZE_INVALID', { message: `chunk is longer than its range of ${options.length} bytes` });
         }
-        hash?.update(chunk);
-        batch.push(chunk);
-        batchBytes += chunk.length;
-        if (batchBytes >= writeBatchBytes) await flush();
+        for (let at = 0; at < chunk.length; ) {
+          const n = chunk.copy(slab.buffer, filled, at);
+          filled += n;
+          at += n;
+          if (filled === slab.buffer.length) await flush();
+        }
       }
-      if (batchBytes > 0) await flush();
+      if (filled > 0) await flush();
       await inFlight;
       if (options.length !== undefined && written !== options.length) {
         throw registryError('SIZE_INVALID', { message: `chunk has ${written} bytes, its range says ${options.length}` });
       }
     } catch (err) {
+      this.#hasher.abort(id);
       await inFlight?.catch(() => {});
-      await handle.truncate(state.offset).catch(() => {});
+      await handle?.truncate(state.offset).catch(() => {});
       throw err;
     } finally {
-      await handle.close();
+      this.slabs.give(slab);
+      await handle?.close();
     }
-    if (written === 0) return state;
+    if (written === 0) {
+      this.#hasher.abort(id);
+      return state;
+    }
     const next = { ...state, offset: state.offset + written };
-    await writeScratchJson(path.join(this.#uploadDir(id), 'state.json'), next);
-    if (hash) this.#hashes.set(id, { offset: next.offset, hash });
-    else this.#hashes.delete(id);
+    try {
+      await writeScratchJson(path.join(this.#uploadDir(id), 'state.json'), next);
+    } catch (err) {
+      this.#hasher.abort(id);
+      throw err;
+    }
+    this.#states.set(id, next);
+    if (hashed) this.#hasher.commit(id, next.offset);
+    else this.#hasher.drop(id);
     return next;
   }
 
@@ -505,43 +536,55 @@ export class RegistryStore {
       checkDigest(digest);
       let state = await this.#state(name, id);
       if (last) state = await this.#append(name, id, last.stream, last);
-      const dir = this.#uploadDir(id);
-      const data = path.join(dir, 'data');
-      try {
-        await fs.truncate(data, state.offset);
-        const known = this.#hashes.get(id);
-        const actual = known?.offset === state.offset ? `sha256:${known.hash.copy().digest('hex')}` : await hashFile(data, last?.signal);
-        if (actual !== digest) {
-          await this.#dropUpload(id);
-          throw registryError('DIGEST_INVALID', {
-            detail: { digest },
-            cause: new Error(`Cannot commit upload "${id}": digest mismatch, expected "${digest}", got "${actual}"`),
-          });
-        }
-        await this.#gcLock.shared(async () => {
-          await this.#commitBlob(data, digest);
-          await this.#link(name, digest);
-        });
+      const data = path.join(this.#uploadDir(id), 'data');
+      const actual = (await this.#hasher.digest(id, state.offset)) ?? (await hashFile(data, state.offset, last?.signal));
+      if (actual !== digest) {
         await this.#dropUpload(id);
-        return { digest, size: state.offset };
-      } finally {
-        // A commit that failed before its rename leaves the upload resumable.
-        if (!(await mtimeIfExists(data))) await this.#dropUpload(id);
+        throw registryError('DIGEST_INVALID', {
+          detail: { digest },
+          cause: new Error(`Cannot commit upload "${id}": digest mismatch, expected "${digest}", got "${actual}"`),
+        });
       }
+      // A commit that fails before its rename leaves the upload as it was, resumable.
+      await this.#gcLock.shared(async () => {
+        await this.#commitBlob(data, digest, state.offset);
+        await this.#link(name, digest);
+      });
+      // The blob is in place: the upload is over now, its files go after the answer (removing
+      // a duplicate's data can take a while under load). A crash before that leaves an upload
+      // nobody continues, purged like any idle one.
+      this.#finished.add(id);
+      this.#states.delete(id);
+      this.#hasher.drop(id);
+      const cleanup = this.#dropUpload(id)
+        .catch((err) => this.#logger.warn('registry upload cleanup failed', { upload: id, error: describeError(err) }))
+        .finally(() => {
+          this.#finished.delete(id);
+          this.#cleanups.delete(cleanup);
+        });
+      this.#cleanups.add(cleanup);
+      return { digest, size: state.offset };
     });
   }
 
-  /** Moves a verified upload into content/ (fsync, then rename): one commit per digest at a time. */
-  async #commitBlob(data: string, digest: string): Promise<void> {
+  /**
+   * Moves a verified upload of `size` bytes into content/ (fsync, then rename), one commit per
+   * digest at a time; when the blob is already there the upload is left to be dropped.
+   */
+  async #commitBlob(data: string, digest: string, size: number): Promise<void> {
     await this.#commitLocks.run(digest, async () => {
       if (await this.content.has(digest)) return;
-      const handle = await fs.open(data, 'r');
+      const handle = await fs.open(data, fsConstants.O_RDWR | fsConstants.O_CREAT, 0o644);
       try {
+        const actual = (await handle.stat()).size;
+        // Longer: a chunk cut short whose bytes could not be cut back. Shorter: bytes were lost.
+        if (actual > size) await handle.truncate(size);
+        if (actual < size) throw registryError('BLOB_UPLOAD_INVALID', { message: `upload data has ${actual} bytes, ${size} were acknowledged: push it again` });
         await handle.datasync();
+        await handle.chmod(0o444);
       } finally {
         await handle.close();
       }
-      await fs.chmod(data, 0o444);
       const target = this.content.path(digest);
       try {
         await fs.rename(data, target);
@@ -556,9 +599,20 @@ export class RegistryStore {
     });
   }
 
+  /** Forgets an upload and removes its directory (data, state, leftovers of a crash). */
   async #dropUpload(id: string): Promise<void> {
-    this.#hashes.delete(id);
-    await fs.rm(this.#uploadDir(id), { recursive: true, force: true });
+    this.#states.delete(id);
+    this.#hasher.drop(id);
+    const dir = this.#uploadDir(id);
+    const unlink = (file: string) => fs.unlink(path.join(dir, file)).catch((err: unknown) => {
+      if (errnoCode(err) !== 'ENOENT') throw err;
+    });
+    try {
+      await Promise.all([unlink('data'), unlink('state.json')]);
+      await fs.rmdir(dir);
+    } catch {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
   }
 
   async cancelUpload(name: string, id: string): Promise<void> {
@@ -566,6 +620,12 @@ export class RegistryStore {
       await this.#state(name, id);
       await this.#dropUpload(id);
     });
+  }
+
+  /** Waits for the removal of finished uploads and stops the hasher's worker thread. */
+  async close(): Promise<void> {
+    await Promise.all(this.#cleanups);
+    await this.#hasher.close();
   }
 
   // ---- manifests ----
