@@ -316,9 +316,9 @@ export class RegistryStore {
   }
 
   async #checkLinked(name: string, digest: string): Promise<void> {
-    const linked =
-      (await mtimeIfExists(this.#layerLink(name, digest))) !== undefined || (await mtimeIfExists(this.#revision(name, digest))) !== undefined;
-    if (!linked) throw registryError('BLOB_UNKNOWN', { detail: { digest } });
+    // Both at once: a client asks about blobs it does not know to be there (HEAD before upload).
+    const [layer, revision] = await Promise.all([mtimeIfExists(this.#layerLink(name, digest)), mtimeIfExists(this.#revision(name, digest))]);
+    if (layer === undefined && revision === undefined) throw registryError('BLOB_UNKNOWN', { detail: { digest } });
   }
 
   /**
