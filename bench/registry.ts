@@ -345,6 +345,12 @@ function httpStatus(url: string, timeoutMs = 1000): Promise<number> {
   });
 }
 
+/**
+ * The node flags the launcher (`./baleia`) gives `registry serve`, so the bench runs the server
+ * as users do (not through the launcher itself: it would rebuild a stale tree mid-bench).
+ */
+const registryNodeFlags = ['--initial-old-space-size=128'];
+
 let registrySeq = 0;
 async function startRegistry(kind: Registry['kind'], tmp: string): Promise<Registry> {
   const dir = path.join(tmp, `reg-${kind}-${registrySeq++}`);
@@ -379,7 +385,7 @@ async function startRegistry(kind: Registry['kind'], tmp: string): Promise<Regis
     args = ['serve', config];
   } else {
     command = process.execPath;
-    args = [cliMain, 'registry', 'serve', '--addr', host, '--root', root, '--log-level', 'warn'];
+    args = [...registryNodeFlags, cliMain, 'registry', 'serve', '--addr', host, '--root', root, '--log-level', 'warn'];
   }
   const fd = openSync(logFile, 'a');
   let pid: number | undefined;

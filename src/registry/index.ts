@@ -1,8 +1,10 @@
 /**
  * registry: the OCI Distribution protocol (Distribution Spec v1.1 and Docker Registry HTTP API
  * v2). It owns the route table and error codes (shared by server and client), the registry
- * server's store and its HTTP handlers, the registry's garbage collection, and the pull/push/login
- * client (RegistryClient: client.ts, auth.ts, session.ts, pull.ts, push.ts), and the hub around
+ * server's store (store.ts; uploads are hashed in a worker thread, hasher.ts + hash-worker.ts,
+ * through reused shared buffers, slabs.ts) and its HTTP handlers (server.ts), the registry's
+ * garbage collection, and the pull/push/login client (RegistryClient: client.ts, auth.ts,
+ * session.ts, pull.ts, push.ts), and the hub around
  * the server (hub.ts): htpasswd users, access rules and Docker's token flow (htpasswd.ts,
  * access.ts, token.ts, guard.ts), TLS (tls.ts), the web UI (ui.ts) and the v1 search API
  * (search.ts). It does not own blob bytes (content/ verifies and stores them) or image semantics
@@ -24,7 +26,7 @@
  *     content/blobs/sha256/<hex>                 every blob and manifest, verified (ContentStore)
  *     content/ingest/<random>/                   single-request pushes in flight (wiped on start)
  *     uploads/<uuid>/state.json                  {id, name, startedAt, offset}: acknowledged bytes
- *     uploads/<uuid>/data                        the upload so far; survives restarts
+ *     uploads/<uuid>/data                        the upload so far (made by its first chunk); survives restarts
  *     repositories/<name…>/                      <name> split on "/" (components never start with "_")
  *       _layers/sha256/<hex>                     link: this repository may serve the blob
  *       _manifests/revisions/sha256/<hex>        {mediaType, size, subject?}: a manifest of the repository
@@ -34,7 +36,12 @@
  *     tls/ca/registry.crt, tls/registry.key      a `--tls-self-signed` certificate and its key
  *
  * A blob is visible only after it is hashed and renamed into content/ and then linked; an upload
- * is never visible. Garbage collection marks every revision of every repository and what it
+ * is never visible. Durability: an upload's data and state are scratch and not fsynced (a killed
+ * server keeps them; a power cut may lose an upload in flight, and opening the store drops one
+ * whose data is shorter than its state says); a finished blob is fsynced once before its rename
+ * into content/ (skipped when the same blob is already there); links are written without fsync
+ * and their directory is synced once by the manifest PUT that relies on them; manifests,
+ * revisions and tags are written atomically and fsynced. Garbage collection marks every revision of every repository and what it
  * references, and sweeps the rest once both the blob and its newest link are older than a grace
  * period. Run the offline `baleia registry gc` only while no server uses the same root.
  */

@@ -9,7 +9,7 @@
  * `/v2/` go to the `frontend` hook (token endpoint, web UI, search: hub.ts) and `serveRegistry`
  * listens with TLS when given a certificate.
  */
-import { createReadStream } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -18,6 +18,7 @@ import { errorBody, registryError, registryErrorOf } from './errors.js';
 import { mediaTypes, manifestMediaTypes, maxManifestSize, baseMediaType } from './manifests.js';
 import { checkDigest, checkName, isName, parseReference } from './names.js';
 import { matchRoute, paths, routeAction, type RouteName } from './routes.js';
+import type { SlabPool } from './slabs.js';
 import { rangeHeader, RegistryStore, type GcOptions } from './store.js';
 
 export interface AccessRequest {
@@ -93,6 +94,59 @@ async function readBody(req: http.IncomingMessage, limit: number): Promise<Buffe
     chunks.push(chunk);
   }
   return Buffer.concat(chunks);
+}
+
+/**
+ * Sends bytes `start`..`end` (inclusive) of an open file as the response body through two
+ * slabs: one is read from the file while the other is on its way to the socket. A slab is read
+ * into again only after its write's callback (the kernel has the bytes), so nothing is allocated
+ * per chunk and at most two slabs are queued (backpressure). Resolves when the body is sent or
+ * the client has gone.
+ */
+async function sendFileRange(res: http.ServerResponse, handle: FileHandle, start: number, end: number, pool: SlabPool): Promise<void> {
+  let onClose!: () => void;
+  const gone = new Promise<'gone'>((resolve) => {
+    onClose = () => resolve('gone');
+    res.once('close', onClose);
+  });
+  const slabs = [pool.take(), pool.take()];
+  const writes: Array<Promise<void> | undefined> = [undefined, undefined];
+  // A slab whose write never called back (client gone) may still be queued: not reused.
+  let reusable = true;
+  try {
+    let position = start;
+    for (let i = 0; position <= end; i ^= 1) {
+      if (writes[i] && (await Promise.race([writes[i], gone])) === 'gone') {
+        reusable = false;
+        return;
+      }
+      const buffer = slabs[i]!.buffer;
+      const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, end - position + 1), position);
+      if (bytesRead === 0) throw new Error(`Cannot send blob: its file ended at ${position} bytes, before ${end + 1}`);
+      position += bytesRead;
+      if (res.destroyed) {
+        reusable = false;
+        return;
+      }
+      const write = new Promise<void>((resolve, reject) => res.write(buffer.subarray(0, bytesRead), (err) => (err ? reject(err) : resolve())));
+      write.catch(noop);
+      writes[i] = write;
+    }
+    if ((await Promise.race([Promise.all(writes), gone])) === 'gone') {
+      reusable = false;
+      return;
+    }
+    res.end();
+  } catch (err) {
+    reusable = false;
+    throw err;
+  } finally {
+    res.off('close', onClose);
+    for (const slab of slabs) {
+      if (reusable) pool.give(slab);
+      else pool.discard(slab);
+    }
+  }
 }
 
 /** `n` and `last` of a paginated list (tags, catalog), per spec §"Listing Tags". */
@@ -187,10 +241,11 @@ export class Registry {
     return registry;
   }
 
-  /** Stops online garbage collection (waits for a running one). */
+  /** Stops online garbage collection (waits for a running one) and the store's hasher. */
   async close(): Promise<void> {
     clearInterval(this.#gcTimer);
     await this.#gcRunning;
+    await this.store.close();
   }
 
   /** The node:http request listener. */
@@ -413,7 +468,6 @@ export class Registry {
 
   async #getBlob({ req, res, name, ref }: Context): Promise<void> {
     const digest = checkDigest(ref);
-    const size = await this.store.blobSize(name, digest);
     const headers: Record<string, string | number> = {
       'Content-Type': 'application/octet-stream',
       'Docker-Content-Digest': digest,
@@ -422,32 +476,25 @@ export class Registry {
       'Cache-Control': 'max-age=31536000',
     };
     if (req.method === 'HEAD') {
+      const size = await this.store.blobSize(name, digest);
       await this.store.touchBlob(name, digest);
       res.writeHead(200, { ...headers, 'Content-Length': size });
       res.end();
       return;
     }
-    const range = parseRange(req.headers.range, size);
-    const start = range?.start ?? 0;
-    const end = range?.end ?? size - 1;
-    if (range) headers['Content-Range'] = `bytes ${start}-${end}/${size}`;
-    res.writeHead(range ? 206 : 200, { ...headers, 'Content-Length': size === 0 ? 0 : end - start + 1 });
-    if (size === 0) {
-      res.end();
-      return;
+    // Opened before the headers go out: a blob collected meanwhile still answers BLOB_UNKNOWN.
+    const { handle, size } = await this.store.openBlob(name, digest);
+    try {
+      const range = parseRange(req.headers.range, size);
+      const start = range?.start ?? 0;
+      const end = range?.end ?? size - 1;
+      if (range) headers['Content-Range'] = `bytes ${start}-${end}/${size}`;
+      res.writeHead(range ? 206 : 200, { ...headers, 'Content-Length': size === 0 ? 0 : end - start + 1 });
+      if (size === 0) res.end();
+      else await sendFileRange(res, handle, start, end, this.store.slabs);
+    } finally {
+      await handle.close();
     }
-    const stream = createReadStream(this.store.content.path(digest), { start, end });
-    await new Promise<void>((resolve) => {
-      stream.on('error', () => {
-        res.destroy();
-        resolve();
-      });
-      res.on('close', () => {
-        stream.destroy();
-        resolve();
-      });
-      stream.pipe(res);
-    });
   }
 }
 

@@ -4,12 +4,14 @@
  * verified before they are visible; a repository holds links (what it may serve), never bytes.
  * See index.ts for the on-disk tree.
  */
-import { randomUUID } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { constants as fsConstants, createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { ContentStore, sha256Digest } from '../content/index.js';
-import { errnoCode, isKind, readJsonIfExists, silentLogger, syncDir, writeFileAtomic, writeJsonAtomic, type Logger } from '../lib/index.js';
+import { describeError, errnoCode, isKind, readJsonIfExists, silentLogger, syncDir, writeFileAtomic, writeJsonAtomic, type Logger } from '../lib/index.js';
 import { registryError } from './errors.js';
+import { UploadHasher } from './hasher.js';
+import { SlabPool } from './slabs.js';
 import { checkDigest, isSupportedDigest, isTag, type Reference } from './names.js';
 import { maxManifestSize, parseManifest, referrerDescriptor, requiredBlobs, type Descriptor } from './manifests.js';
 
@@ -17,9 +19,12 @@ export interface UploadState {
   id: string;
   name: string;
   startedAt: string;
-  /** Bytes received, fsynced and acknowledged; the data file is cut back to this after a crash. */
+  /** Bytes received, written and acknowledged; the data file is cut back to this after a crash. */
   offset: number;
 }
+
+/** Read size when an upload has to be hashed from its file (after a restart). */
+const hashReadBytes = 1024 * 1024;
 
 export interface StoredManifest {
   digest: string;
@@ -130,6 +135,19 @@ async function mtimeIfExists(file: string): Promise<number | undefined> {
   }
 }
 
+/** `sha256:<hex>` of the first `size` bytes of a file (fewer if it is shorter). */
+async function hashFile(file: string, size: number, signal?: AbortSignal): Promise<string> {
+  const hash = createHash('sha256');
+  if (size > 0) {
+    try {
+      for await (const chunk of createReadStream(file, { signal, end: size - 1, highWaterMark: hashReadBytes })) hash.update(chunk as Buffer);
+    } catch (err) {
+      if (errnoCode(err) !== 'ENOENT') throw err;
+    }
+  }
+  return `sha256:${hash.digest('hex')}`;
+}
+
 async function removeIfExists(file: string): Promise<boolean> {
   try {
     await fs.unlink(file);
@@ -142,6 +160,32 @@ async function removeIfExists(file: string): Promise<boolean> {
 
 const hexOf = (digest: string) => digest.slice('sha256:'.length);
 
+/**
+ * Replaces an upload's state file atomically (temp file + rename) but without fsync: upload
+ * state is scratch that is never served. A killed process keeps it (the page cache survives);
+ * after a power loss it may be missing, older or empty, and init() drops or cuts back what no
+ * longer adds up. Blobs, links, manifests and tags are still fsynced before they are relied on.
+ */
+async function writeScratchJson(file: string, value: unknown): Promise<void> {
+  const tmp = path.join(path.dirname(file), `.tmp-${path.basename(file)}-${randomBytes(6).toString('hex')}`);
+  try {
+    await fs.writeFile(tmp, JSON.stringify(value) + '\n', { mode: 0o644 });
+    await fs.rename(tmp, file);
+  } catch (err) {
+    await fs.rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+/** Writes `length` bytes of `buffer` at `position` (pwrite may write less, e.g. near a full disk). */
+async function writeAll(handle: fs.FileHandle, buffer: Buffer, length: number, position: number): Promise<void> {
+  for (let done = 0; done < length; ) {
+    const { bytesWritten } = await handle.write(buffer, done, length - done, position + done);
+    if (bytesWritten === 0) throw new Error(`Cannot write upload data at offset ${position + done}: no bytes written`);
+    done += bytesWritten;
+  }
+}
+
 export class RegistryStore {
   readonly content: ContentStore;
   readonly #root: string;
@@ -150,6 +194,18 @@ export class RegistryStore {
   readonly #logger: Logger;
   readonly #gcLock = new GcLock();
   readonly #uploadLocks = new KeyedMutex();
+  readonly #commitLocks = new KeyedMutex();
+  /** State of the uploads this process started or touched (it is their only writer). */
+  readonly #states = new Map<string, UploadState>();
+  /** Uploads completed whose files are still being removed, and those removals. */
+  readonly #finished = new Set<string>();
+  readonly #cleanups = new Set<Promise<void>>();
+  readonly #hasher = new UploadHasher();
+  /**
+   * Buffers for upload batches (socket chunks are gathered into 1 MiB writes: one write per
+   * 16–64 KiB chunk costs the event loop more than the copy) and for blob GETs.
+   */
+  readonly slabs = new SlabPool();
 
   constructor(root: string, options: { logger?: Logger } = {}) {
     this.#root = root;
@@ -171,7 +227,11 @@ export class RegistryStore {
     for (const id of await fs.readdir(this.#uploads)) {
       const dir = path.join(this.#uploads, id);
       const state = await readJsonIfExists<UploadState>(path.join(dir, 'state.json')).catch(() => undefined);
-      if (!state || (await mtimeIfExists(path.join(dir, 'data'))) === undefined) {
+      // No data file yet: nothing written (it is made by the first chunk).
+      const size = await fs.stat(path.join(dir, 'data')).then((s) => s.size, () => 0);
+      // Data shorter than the acknowledged offset: acknowledged bytes were lost (power cut, since
+      // uploads are not fsynced); the client has to start that upload again.
+      if (!state || typeof state.offset !== 'number' || size < state.offset) {
         await fs.rm(dir, { recursive: true, force: true });
         continue;
       }
@@ -179,7 +239,7 @@ export class RegistryStore {
         if (name.startsWith('.tmp-')) await fs.rm(path.join(dir, name), { force: true });
       }
       // Bytes past the acknowledged offset belong to a chunk that never completed.
-      await fs.truncate(path.join(dir, 'data'), state.offset);
+      if (size > state.offset) await fs.truncate(path.join(dir, 'data'), state.offset);
     }
   }
 
@@ -228,16 +288,37 @@ export class RegistryStore {
 
   /** The blob's size when `name` may serve it (a layer link or a manifest revision), else BLOB_UNKNOWN. */
   async blobSize(name: string, digest: string): Promise<number> {
-    const linked =
-      (await mtimeIfExists(this.#layerLink(name, digest))) !== undefined || (await mtimeIfExists(this.#revision(name, digest))) !== undefined;
-    if (linked) {
-      try {
-        return await this.content.size(digest);
-      } catch (err) {
-        if (!isKind(err, 'NotFound')) throw err;
-      }
+    await this.#checkLinked(name, digest);
+    try {
+      return await this.content.size(digest);
+    } catch (err) {
+      if (!isKind(err, 'NotFound')) throw err;
     }
     throw registryError('BLOB_UNKNOWN', { detail: { digest } });
+  }
+
+  /** The blob opened for reading, with its size, when `name` may serve it; else BLOB_UNKNOWN. */
+  async openBlob(name: string, digest: string): Promise<{ handle: fs.FileHandle; size: number }> {
+    await this.#checkLinked(name, digest);
+    let handle: fs.FileHandle;
+    try {
+      handle = await fs.open(this.content.path(digest), 'r');
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') throw registryError('BLOB_UNKNOWN', { detail: { digest } });
+      throw err;
+    }
+    try {
+      return { handle, size: (await handle.stat()).size };
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+  }
+
+  async #checkLinked(name: string, digest: string): Promise<void> {
+    // Both at once: a client asks about blobs it does not know to be there (HEAD before upload).
+    const [layer, revision] = await Promise.all([mtimeIfExists(this.#layerLink(name, digest)), mtimeIfExists(this.#revision(name, digest))]);
+    if (layer === undefined && revision === undefined) throw registryError('BLOB_UNKNOWN', { detail: { digest } });
   }
 
   /**
@@ -249,10 +330,21 @@ export class RegistryStore {
     await fs.utimes(this.#layerLink(name, digest), now, now).catch(() => {});
   }
 
+  /**
+   * Links a blob (already durable in content/) into a repository. Only the link's existence
+   * counts, never its bytes, so it is written in place and not fsynced: putManifest syncs the
+   * repository's link directory once before it stores a revision that relies on its links.
+   * Until then a link lost to a power cut costs the client an upload again, nothing else.
+   */
   async #link(name: string, digest: string): Promise<void> {
     const file = this.#layerLink(name, digest);
-    await fs.mkdir(path.dirname(file), { recursive: true });
-    await writeFileAtomic(file, digest);
+    try {
+      await fs.writeFile(file, digest);
+    } catch (err) {
+      if (errnoCode(err) !== 'ENOENT') throw err;
+      await fs.mkdir(path.dirname(file), { recursive: true });
+      await fs.writeFile(file, digest);
+    }
   }
 
   /** Links an existing blob of `from` into `name`; false when `from` cannot serve it. */
@@ -298,15 +390,21 @@ export class RegistryStore {
     const state: UploadState = { id: randomUUID(), name, startedAt: new Date().toISOString(), offset: 0 };
     const dir = this.#uploadDir(state.id);
     await fs.mkdir(dir, { recursive: true });
-    await (await fs.open(path.join(dir, 'data'), 'w', 0o644)).close();
-    await writeJsonAtomic(path.join(dir, 'state.json'), state);
+    // A fresh directory: no temp file needed, a torn state.json is dropped by init().
+    await fs.writeFile(path.join(dir, 'state.json'), JSON.stringify(state) + '\n', { flag: 'wx' });
+    this.#states.set(state.id, state);
     return state;
   }
 
+  /** The upload's state: this process's copy (it is the only writer), else what is on disk. */
   async #state(name: string, id: string): Promise<UploadState> {
     const unknown = () => registryError('BLOB_UPLOAD_UNKNOWN', { detail: { uuid: id } });
-    if (!/^[0-9a-f-]{36}$/.test(id)) throw unknown();
-    const state = await readJsonIfExists<UploadState>(path.join(this.#uploadDir(id), 'state.json'));
+    if (!/^[0-9a-f-]{36}$/.test(id) || this.#finished.has(id)) throw unknown();
+    let state = this.#states.get(id);
+    if (!state) {
+      state = await readJsonIfExists<UploadState>(path.join(this.#uploadDir(id), 'state.json'));
+      if (state) this.#states.set(id, state);
+    }
     if (!state || state.name !== name) throw unknown();
     return state;
   }
@@ -329,6 +427,11 @@ export class RegistryStore {
     return this.#uploadLocks.run(id, () => this.#append(name, id, stream, options));
   }
 
+  /**
+   * Copies the chunk into 1 MiB slabs, each written to the file and hashed (in the hasher's
+   * worker) while the next fills from the socket, so the final PUT need not read the upload
+   * again. Nothing is fsynced here: the finished blob is, once, before it becomes visible.
+   */
   async #append(
     name: string,
     id: string,
@@ -343,40 +446,85 @@ export class RegistryStore {
         headers: { Range: rangeHeader(state.offset) },
       });
     }
-    const file = path.join(this.#uploadDir(id), 'data');
-    const handle = await fs.open(file, 'r+');
+    // The running hash goes on only from where it stopped; after a restart the PUT hashes the file.
+    let hashed = this.#hasher.begin(id, state.offset);
+    // Opened with the first full slab: an empty chunk (the usual final PUT) touches no file.
+    let handle: fs.FileHandle | undefined;
     let written = 0;
+    let inFlight: Promise<void> | undefined;
+    let slab = this.slabs.take();
+    let filled = 0;
     try {
-      // What is past the acknowledged offset is a chunk that never completed (crash).
-      await handle.truncate(state.offset);
+      // The full slab goes to the file and the hasher at once while the next one fills.
+      const flush = async () => {
+        await inFlight;
+        if (!handle) {
+          handle = await fs.open(path.join(this.#uploadDir(id), 'data'), fsConstants.O_RDWR | fsConstants.O_CREAT, 0o644);
+          // What is past the acknowledged offset is a chunk that never completed (crash).
+          await handle.truncate(state.offset);
+        }
+        const full = slab;
+        const length = filled;
+        const position = state.offset + written;
+        slab = this.slabs.take();
+        filled = 0;
+        written += length;
+        inFlight = Promise.all([writeAll(handle, full.buffer, length, position), hashed && this.#hasher.update(id, full, length)])
+          .then(([, ok]) => {
+            if (!ok) hashed = false;
+          })
+          .finally(() => this.slabs.give(full));
+        inFlight.catch(() => {}); // awaited at the next flush or after the loop
+      };
       for await (const chunk of stream as AsyncIterable<Buffer>) {
         if (options.signal?.aborted) throw options.signal.reason;
-        if (options.length !== undefined && written + chunk.length > options.length) {
+        if (options.length !== undefined && written + filled + chunk.length > options.length) {
           throw registryError('SIZE_INVALID', { message: `chunk is longer than its range of ${options.length} bytes` });
         }
-        await handle.write(chunk, 0, chunk.length, state.offset + written);
-        written += chunk.length;
+        for (let at = 0; at < chunk.length; ) {
+          const n = chunk.copy(slab.buffer, filled, at);
+          filled += n;
+          at += n;
+          if (filled === slab.buffer.length) await flush();
+        }
       }
+      if (filled > 0) await flush();
+      await inFlight;
       if (options.length !== undefined && written !== options.length) {
         throw registryError('SIZE_INVALID', { message: `chunk has ${written} bytes, its range says ${options.length}` });
       }
-      await handle.datasync();
     } catch (err) {
-      await handle.truncate(state.offset).catch(() => {});
+      this.#hasher.abort(id);
+      await inFlight?.catch(() => {});
+      await handle?.truncate(state.offset).catch(() => {});
       throw err;
     } finally {
-      await handle.close();
+      this.slabs.give(slab);
+      await handle?.close();
     }
-    if (written === 0) return state;
+    if (written === 0) {
+      this.#hasher.abort(id);
+      return state;
+    }
     const next = { ...state, offset: state.offset + written };
-    await writeJsonAtomic(path.join(this.#uploadDir(id), 'state.json'), next);
+    try {
+      await writeScratchJson(path.join(this.#uploadDir(id), 'state.json'), next);
+    } catch (err) {
+      this.#hasher.abort(id);
+      throw err;
+    }
+    this.#states.set(id, next);
+    if (hashed) this.#hasher.commit(id, next.offset);
+    else this.#hasher.drop(id);
     return next;
   }
 
   /**
-   * Completes an upload with an optional last chunk: the data is hashed again by the content
-   * store and only a match becomes a visible blob; a mismatch answers DIGEST_INVALID and ends
-   * the upload, as docker/distribution does.
+   * Completes an upload with an optional last chunk: only data whose sha256 matches `digest`
+   * becomes a visible blob; a mismatch answers DIGEST_INVALID and ends the upload, as
+   * docker/distribution does. The digest comes from the hash kept while the chunks arrived
+   * (the file is read again only after a restart); the file is fsynced once and renamed into
+   * content/ unless the same blob is already there (a concurrent push of it won).
    */
   async finishUpload(
     name: string,
@@ -388,37 +536,96 @@ export class RegistryStore {
       checkDigest(digest);
       let state = await this.#state(name, id);
       if (last) state = await this.#append(name, id, last.stream, last);
-      const dir = this.#uploadDir(id);
-      const data = path.join(dir, 'data');
-      await fs.truncate(data, state.offset);
-      try {
-        return await this.#gcLock.shared(async () => {
-          await fs.chmod(data, 0o444);
-          let result: { digest: string; size: number };
-          try {
-            result = await this.content.importFile(data, { expected: digest, signal: last?.signal });
-          } catch (err) {
-            if (isKind(err, 'InvalidArgument')) {
-              await fs.rm(dir, { recursive: true, force: true });
-              throw registryError('DIGEST_INVALID', { detail: { digest }, cause: err });
-            }
-            await fs.chmod(data, 0o644).catch(() => {});
-            throw err;
-          }
-          await this.#link(name, digest);
-          return result;
+      const data = path.join(this.#uploadDir(id), 'data');
+      const actual = (await this.#hasher.digest(id, state.offset)) ?? (await hashFile(data, state.offset, last?.signal));
+      if (actual !== digest) {
+        await this.#dropUpload(id);
+        throw registryError('DIGEST_INVALID', {
+          detail: { digest },
+          cause: new Error(`Cannot commit upload "${id}": digest mismatch, expected "${digest}", got "${actual}"`),
         });
-      } finally {
-        if (!(await mtimeIfExists(data))) await fs.rm(dir, { recursive: true, force: true });
       }
+      // A commit that fails before its rename leaves the upload as it was, resumable.
+      await this.#gcLock.shared(async () => {
+        await this.#commitBlob(data, digest, state.offset);
+        await this.#link(name, digest);
+      });
+      // The blob is in place: the upload is over now, its files go after the answer (removing
+      // a duplicate's data can take a while under load). A crash before that leaves an upload
+      // nobody continues, purged like any idle one.
+      this.#finished.add(id);
+      this.#states.delete(id);
+      this.#hasher.drop(id);
+      const cleanup = this.#dropUpload(id)
+        .catch((err) => this.#logger.warn('registry upload cleanup failed', { upload: id, error: describeError(err) }))
+        .finally(() => {
+          this.#finished.delete(id);
+          this.#cleanups.delete(cleanup);
+        });
+      this.#cleanups.add(cleanup);
+      return { digest, size: state.offset };
     });
+  }
+
+  /**
+   * Moves a verified upload of `size` bytes into content/ (fsync, then rename), one commit per
+   * digest at a time; when the blob is already there the upload is left to be dropped.
+   */
+  async #commitBlob(data: string, digest: string, size: number): Promise<void> {
+    await this.#commitLocks.run(digest, async () => {
+      if (await this.content.has(digest)) return;
+      const handle = await fs.open(data, fsConstants.O_RDWR | fsConstants.O_CREAT, 0o644);
+      try {
+        const actual = (await handle.stat()).size;
+        // Longer: a chunk cut short whose bytes could not be cut back. Shorter: bytes were lost.
+        if (actual > size) await handle.truncate(size);
+        if (actual < size) throw registryError('BLOB_UPLOAD_INVALID', { message: `upload data has ${actual} bytes, ${size} were acknowledged: push it again` });
+        await handle.datasync();
+        await handle.chmod(0o444);
+      } finally {
+        await handle.close();
+      }
+      const target = this.content.path(digest);
+      try {
+        await fs.rename(data, target);
+      } catch (err) {
+        await fs.chmod(data, 0o644).catch(() => {});
+        // uploads/ on another filesystem than content/: let the content store copy and check it.
+        if (errnoCode(err) !== 'EXDEV') throw err;
+        await this.content.ingest(createReadStream(data), { expected: digest });
+        return;
+      }
+      await syncDir(path.dirname(target));
+    });
+  }
+
+  /** Forgets an upload and removes its directory (data, state, leftovers of a crash). */
+  async #dropUpload(id: string): Promise<void> {
+    this.#states.delete(id);
+    this.#hasher.drop(id);
+    const dir = this.#uploadDir(id);
+    const unlink = (file: string) => fs.unlink(path.join(dir, file)).catch((err: unknown) => {
+      if (errnoCode(err) !== 'ENOENT') throw err;
+    });
+    try {
+      await Promise.all([unlink('data'), unlink('state.json')]);
+      await fs.rmdir(dir);
+    } catch {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
   }
 
   async cancelUpload(name: string, id: string): Promise<void> {
     await this.#uploadLocks.run(id, async () => {
       await this.#state(name, id);
-      await fs.rm(this.#uploadDir(id), { recursive: true, force: true });
+      await this.#dropUpload(id);
     });
+  }
+
+  /** Waits for the removal of finished uploads and stops the hasher's worker thread. */
+  async close(): Promise<void> {
+    await Promise.all(this.#cleanups);
+    await this.#hasher.close();
   }
 
   // ---- manifests ----
@@ -477,6 +684,8 @@ export class RegistryStore {
           detail: { digests: unknown.map((d) => d.digest) },
         });
       }
+      // The links this revision relies on were not fsynced one by one (see #link).
+      if (requiredBlobs(manifest).length > 0) await syncDir(path.dirname(this.#layerLink(name, digest)));
       await this.content.writeBlob(body, { expected: digest });
       const record: RevisionRecord = { mediaType: manifest.mediaType, size: body.length };
       if (manifest.subject) record.subject = manifest.subject.digest;
@@ -592,7 +801,7 @@ export class RegistryStore {
           const mtime = await mtimeIfExists(path.join(this.#uploadDir(id), 'state.json'));
           if (mtime !== undefined && now - mtime < options.uploadTtlMs) continue;
           report.uploadsPurged++;
-          if (!options.dryRun) await fs.rm(this.#uploadDir(id), { recursive: true, force: true });
+          if (!options.dryRun) await this.#dropUpload(id);
         }
       }
       if (!options.dryRun && report.deleted.length > 0) await syncDir(path.dirname(this.content.path(report.deleted[0]!)));
