@@ -8,9 +8,8 @@ import assert from 'node:assert/strict';
 import { existsSync, promises as fs } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { bootstrapBusybox, runCommand, startDaemon, type Daemon, type RunResult } from './harness.js';
+import { bootstrapBusybox, runCommand, startDaemon, type Daemon, ok } from './harness.js';
 
-const ok = (r: RunResult, what: string) => assert.equal(r.code, 0, `${what}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
 const compose = '/usr/bin/docker-compose';
 
 function get(port: number): Promise<string> {

@@ -6,13 +6,10 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { bootstrapBusybox, enabledClients, hasDocker, runCommand, startDaemon, type Daemon, type RunResult } from './harness.js';
+import { bootstrapBusybox, runCommand, startDaemon, type Daemon, ok, testClients } from './harness.js';
 
-const ok = (r: RunResult, what: string) => assert.equal(r.code, 0, `${what}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
 
-const clients: Array<{ name: string; cmd: (d: Daemon, args: string[], input?: Buffer) => Promise<RunResult> }> = [];
-if (enabledClients.includes('baleia')) clients.push({ name: 'baleia', cmd: (d, args, input) => d.cli(args, { input }) });
-if (hasDocker && enabledClients.includes('docker')) clients.push({ name: 'docker', cmd: (d, args, input) => d.docker(args, { input }) });
+const clients = testClients;
 
 describe('files in and out of containers', () => {
   let daemon: Daemon;

@@ -3,6 +3,7 @@
  * CLI and by the real docker CLI. `cleanup()` removes everything the run made — containers'
  * conmon and runc state, mounts, cgroups, files — even when the test failed.
  */
+import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { promises as fs, existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
@@ -235,3 +236,15 @@ export async function bootstrapBusybox(daemon: Daemon): Promise<void> {
 
 /** Which CLIs the tables run through (`BALEIA_TEST_CLIENTS=docker` to debug one side). */
 export const enabledClients = (process.env.BALEIA_TEST_CLIENTS ?? 'baleia,docker').split(',');
+
+/** Asserts a command exited 0, showing its output when it did not. */
+export const ok = (r: RunResult, what: string) => assert.equal(r.code, 0, `${what}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+
+/** The CLIs a system test drives a daemon with: ours and, when installed, the real docker CLI. */
+export interface TestClient {
+  name: 'baleia' | 'docker';
+  cmd(d: Daemon, args: string[], input?: string | Buffer): Promise<RunResult>;
+}
+export const testClients: TestClient[] = [];
+if (enabledClients.includes('baleia')) testClients.push({ name: 'baleia', cmd: (d, args, input) => d.cli(args, { input }) });
+if (hasDocker && enabledClients.includes('docker')) testClients.push({ name: 'docker', cmd: (d, args, input) => d.docker(args, { input }) });

@@ -7,9 +7,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { bootstrapBusybox, hasDocker, repoRoot, runCommand, startDaemon, type Daemon, type RunResult } from './harness.js';
+import { bootstrapBusybox, hasDocker, repoRoot, runCommand, startDaemon, type Daemon, ok } from './harness.js';
 
-const ok = (r: RunResult, what: string) => assert.equal(r.code, 0, `${what}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
 
 describe('images', () => {
   let daemon: Daemon;

@@ -6,9 +6,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { bootstrapBusybox, runCommand, startDaemon, type Daemon, type RunResult } from './harness.js';
+import { bootstrapBusybox, runCommand, startDaemon, type Daemon, type RunResult, ok } from './harness.js';
 
-const ok = (r: RunResult, what: string) => assert.equal(r.code, 0, `${what}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
 const hasPodman = existsSync('/usr/bin/podman');
 
 describe('interop with podman', { skip: !hasPodman && 'podman is not installed' }, () => {

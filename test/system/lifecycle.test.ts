@@ -4,7 +4,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { bootstrapBusybox, enabledClients, hasDocker, startDaemon, type Daemon, type RunResult } from './harness.js';
+import { bootstrapBusybox, enabledClients, hasDocker, startDaemon, type Daemon, type RunResult, ok } from './harness.js';
 
 const clients: Array<{ name: string; cmd: (d: Daemon, args: string[], input?: string) => Promise<RunResult> }> = [
   { name: 'baleia', cmd: (d, args, input) => d.cli(args, { input }) },
@@ -12,7 +12,6 @@ const clients: Array<{ name: string; cmd: (d: Daemon, args: string[], input?: st
 if (!enabledClients.includes('baleia')) clients.pop();
 if (hasDocker && enabledClients.includes('docker')) clients.push({ name: 'docker', cmd: (d, args, input) => d.docker(args, { input }) });
 
-const ok = (r: RunResult, what: string) => assert.equal(r.code, 0, `${what}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('container lifecycle', () => {

@@ -7,13 +7,10 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { bootstrapBusybox, enabledClients, hasDocker, startDaemon, type Daemon, type RunResult } from './harness.js';
+import { bootstrapBusybox, startDaemon, type Daemon, ok, testClients } from './harness.js';
 
-const ok = (r: RunResult, what: string) => assert.equal(r.code, 0, `${what}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
 
-const clients: Array<{ name: string; cmd: (d: Daemon, args: string[]) => Promise<RunResult> }> = [];
-if (enabledClients.includes('baleia')) clients.push({ name: 'baleia', cmd: (d, args) => d.cli(args) });
-if (hasDocker && enabledClients.includes('docker')) clients.push({ name: 'docker', cmd: (d, args) => d.docker(args) });
+const clients = testClients;
 
 describe('legacy links on the default bridge', () => {
   let daemon: Daemon;

@@ -11,9 +11,8 @@ import dgram from 'node:dgram';
 import { existsSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import { bootstrapBusybox, enabledClients, hasDocker, startDaemon, type Daemon, type RunResult } from './harness.js';
+import { bootstrapBusybox, startDaemon, type Daemon, type RunResult, ok, testClients } from './harness.js';
 
-const ok = (r: RunResult, what: string) => assert.equal(r.code, 0, `${what}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function get(port: number): Promise<string> {
@@ -131,9 +130,7 @@ async function waitForLog(c: (args: string[]) => Promise<RunResult>, name: strin
   throw new Error(`${name} did not log "${text}"`);
 }
 
-const clients: Array<{ name: string; cmd: (d: Daemon, args: string[]) => Promise<RunResult> }> = [];
-if (enabledClients.includes('baleia')) clients.push({ name: 'baleia', cmd: (d, args) => d.cli(args) });
-if (hasDocker && enabledClients.includes('docker')) clients.push({ name: 'docker', cmd: (d, args) => d.docker(args) });
+const clients = testClients;
 
 // `timeout` must not be PID 1 (PID 1 ignores the TERM it sends): under sh, and not as its last
 // command (busybox sh would exec it).

@@ -14,9 +14,8 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import tarStream from 'tar-stream';
-import { bootstrapBusybox, cliMain, hasDocker, runCommand, startDaemon, type Daemon, type RunResult } from './harness.js';
+import { bootstrapBusybox, cliMain, hasDocker, runCommand, startDaemon, type Daemon, ok } from './harness.js';
 
-const ok = (r: RunResult, what: string) => assert.equal(r.code, 0, `${what}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
 
 /** `baleia registry serve` on a free loopback port; resolves with the process and its host:port. */
 async function serveRegistry(root: string, extra: string[] = []): Promise<{ proc: ChildProcess; addr: string }> {

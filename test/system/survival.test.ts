@@ -5,9 +5,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { bootstrapBusybox, startDaemon, type Daemon, type RunResult } from './harness.js';
+import { bootstrapBusybox, startDaemon, type Daemon, ok } from './harness.js';
 
-const ok = (r: RunResult, what: string) => assert.equal(r.code, 0, `${what}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function conmonsOf(execRoot: string): number[] {
