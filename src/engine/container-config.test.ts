@@ -71,5 +71,5 @@ test('update doubles a swap limit that a new memory limit outgrows and refuses a
   assert.equal(next.Memory, 256 * 1024 * 1024);
   assert.equal(next.MemorySwap, 512 * 1024 * 1024);
   const autoRemove = normalizeHostConfig({ AutoRemove: true }, 2);
-  assert.throws(() => updateHostConfig(autoRemove, { RestartPolicy: { Name: 'always' } }, 2), /AutoRemove/);
+  assert.throws(() => updateHostConfig(autoRemove, { RestartPolicy: { Name: 'always' } }, 2), /^BaleiaError: Restart policy cannot be updated because AutoRemove is enabled for the container$/);
 });

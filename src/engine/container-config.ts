@@ -289,9 +289,10 @@ export function updateHostConfig(current: HostConfig, body: Json, ncpu: number):
     merged.CpuQuota = 0;
     merged.CpuPeriod = 0;
   }
-  const next = normalizeHostConfig(merged, ncpu);
-  if (next.AutoRemove && next.RestartPolicy.Name !== 'no') throw new BaleiaError('InvalidArgument', 'Restart policy cannot be updated because AutoRemove is enabled for the container');
-  return next;
+  // Checked before normalizing, whose message speaks of creating a container.
+  const policy = (merged.RestartPolicy as { Name?: string } | undefined)?.Name;
+  if (merged.AutoRemove && policy && policy !== 'no') throw new BaleiaError('InvalidArgument', 'Restart policy cannot be updated because AutoRemove is enabled for the container');
+  return normalizeHostConfig(merged, ncpu);
 }
 
 /** Resolves `user[:group]` against the container's /etc/passwd and /etc/group contents. */
