@@ -4,6 +4,7 @@
  * private roots and sockets, the docker and baleia clients, memory sampling, medians.
  * Importing this module installs the exit/SIGINT/SIGTERM/SIGHUP handlers that run the cleanups.
  */
+import { randomBytes } from 'node:crypto';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -295,6 +296,8 @@ export interface Engine {
   startupMs: number;
   logFile: string;
   version: string;
+  /** baleiad only: the network it was given. */
+  network?: BaleiaNetwork;
 }
 
 export interface Client {
@@ -461,7 +464,41 @@ export async function startDocker(tmp: string, o: DockerOptions): Promise<Engine
   return engine;
 }
 
-export async function startBaleia(tmp: string, extraArgs: string[] = []): Promise<Engine> {
+/** The bridge, subnets and iptables chain prefix a bench baleiad owns (and the bench removes). */
+export interface BaleiaNetwork {
+  bridge: string;
+  subnet: string;
+  pool: string;
+  chainPrefix: string;
+}
+
+/**
+ * Starts a baleiad on its own root, socket and network: a bridge, subnets, bridge-name prefix
+ * and iptables chain prefix of its own (never the default baleia0/BALEIA-*), removed after it
+ * stops even when it leaves them; `onNetworkCleanup` hears what was left and removed.
+ */
+export async function startBaleia(
+  tmp: string,
+  extraArgs: string[] = [],
+  opts: { taken?: Set<string>; onNetworkCleanup?: (note: string) => void } = {},
+): Promise<Engine> {
+  const tag = randomBytes(3).toString('hex');
+  const taken = opts.taken ?? new Set<string>();
+  const network: BaleiaNetwork = { bridge: `bn${tag}`, subnet: pickSubnet(taken), pool: pickSubnet(taken), chainPrefix: `BN${tag.toUpperCase()}` };
+  const bridgePrefix = `bo${tag}-`;
+  // Registered before the daemon's own cleanup, so it runs after baleiad has been stopped.
+  onCleanup('baleia network', () => {
+    const left = bridges().filter((b) => b === network.bridge || b.startsWith(bridgePrefix));
+    for (const b of left) spawnSync('ip', ['link', 'del', b], { stdio: 'ignore' });
+    const found = removeIptables((c) => c.startsWith(`${network.chainPrefix}-`), left);
+    opts.onNetworkCleanup?.(
+      `baleiad (stopped with SIGTERM) left ${found.chains.length} chains${found.chains.length ? ` (${found.chains.join(' ')})` : ''}, ${found.rules.length} jump rules and ${left.length} bridges${left.length ? ` (${left.join(' ')})` : ''}: removed by the bench`,
+    );
+  });
+  extraArgs = [
+    '--bridge-name', network.bridge, '--bridge-prefix', bridgePrefix, '--iptables-chain-prefix', network.chainPrefix,
+    '--bridge-subnet', network.subnet, '--default-address-pool', network.pool, ...extraArgs,
+  ];
   if (!existsSync(daemonMain) || !existsSync(cliMain))
     throw new Error(`baleia is not built (${path.relative(repoRoot, daemonMain)} / ${path.relative(repoRoot, cliMain)} missing): npm run build`);
   // Short paths: conmon's attach sockets live under the exec root and a unix socket path has at
@@ -511,6 +548,7 @@ export async function startBaleia(tmp: string, extraArgs: string[] = []): Promis
     startupMs: 0,
     logFile,
     version: '',
+    network,
   };
   try {
     await waitForPing(socket, () => pid, 'baleiad', 30_000);
@@ -609,4 +647,68 @@ export function listFlag<T extends string>(flag: string, v: string | undefined, 
   const list = (v ?? '').split(',').filter(Boolean);
   if (!list.length || list.some((x) => !allowed.includes(x as T))) throw new Error(`${flag} takes ${allowed.join(',')}`);
   return new Set(list as T[]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host network state: subnets, bridges, iptables chains
+
+/** A free /24 (10.220–229.y.0) no route or address uses and not in `taken`. */
+export function pickSubnet(taken: Set<string>): string {
+  const used =
+    spawnSync('ip', ['-4', '-o', 'route', 'show', 'table', 'all'], { encoding: 'utf8' }).stdout +
+    spawnSync('ip', ['-4', '-o', 'addr'], { encoding: 'utf8' }).stdout;
+  for (let tries = 0; tries < 500; tries++) {
+    const prefix = `10.${220 + Math.floor(Math.random() * 10)}.${1 + Math.floor(Math.random() * 250)}`;
+    if (!used.includes(`${prefix}.`) && !taken.has(prefix)) {
+      taken.add(prefix);
+      return `${prefix}.0/24`;
+    }
+  }
+  throw new Error('no free 10.22x.y.0/24 subnet');
+}
+
+export const tables = ['filter', 'nat'] as const;
+export type Table = (typeof tables)[number];
+
+export function iptablesRules(table: Table): string[] {
+  const r = spawnSync('iptables', ['-w', '-t', table, '-S'], { encoding: 'utf8' });
+  return (r.stdout ?? '').split('\n').filter(Boolean);
+}
+export const chainsOf = (rules: string[]) => rules.filter((r) => r.startsWith('-N ')).map((r) => r.slice(3).trim());
+
+export function bridges(): string[] {
+  const out = spawnSync('ip', ['-o', 'link', 'show', 'type', 'bridge'], { encoding: 'utf8' }).stdout ?? '';
+  return out
+    .split('\n')
+    .map((l) => l.split(':')[1]?.trim().split('@')[0])
+    .filter((n): n is string => !!n);
+}
+
+/**
+ * Removes chains matching `ownChain` (and every jump into them from other chains), plus rules in
+ * other chains that name one of `bridgeNames` as -i/-o. Returns what it found.
+ */
+export function removeIptables(ownChain: (c: string) => boolean, bridgeNames: string[]): { chains: string[]; rules: string[] } {
+  const found = { chains: [] as string[], rules: [] as string[] };
+  for (const table of tables) {
+    const rules = iptablesRules(table);
+    const chains = chainsOf(rules).filter(ownChain);
+    for (const rule of rules) {
+      if (!rule.startsWith('-A ')) continue;
+      const chain = rule.split(' ')[1]!;
+      if (ownChain(chain)) continue;
+      const words = rule.split(' ');
+      const jumpsToOurs = words.some((w, i) => (words[i - 1] === '-j' || words[i - 1] === '-g') && ownChain(w));
+      const namesBridge = words.some((w, i) => (words[i - 1] === '-i' || words[i - 1] === '-o') && bridgeNames.includes(w));
+      if (!jumpsToOurs && !namesBridge) continue;
+      found.rules.push(`${table}: ${rule}`);
+      spawnSync('iptables', ['-w', '-t', table, '-D', ...rule.slice(3).split(' ')], { stdio: 'ignore' });
+    }
+    for (const c of chains) {
+      found.chains.push(`${table}/${c}`);
+      spawnSync('iptables', ['-w', '-t', table, '-F', c], { stdio: 'ignore' });
+    }
+    for (const c of chains) spawnSync('iptables', ['-w', '-t', table, '-X', c], { stdio: 'ignore' });
+  }
+  return found;
 }

@@ -20,8 +20,12 @@ import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import {
+  bridges,
+  chainsOf,
+  iptablesRules,
+  removeIptables,
+  tables,
   type Client,
   type Engine,
   type EngineName,
@@ -141,67 +145,6 @@ const failures: string[] = [];
 const cleanupNotes: string[] = [];
 const loadAtStart = os.loadavg().map((l) => l.toFixed(2)).join(' ');
 
-/** A free /24 (10.220–229.y.0) no route or address uses and not in `taken`. */
-function pickSubnet(taken: Set<string>): string {
-  const used =
-    spawnSync('ip', ['-4', '-o', 'route', 'show', 'table', 'all'], { encoding: 'utf8' }).stdout +
-    spawnSync('ip', ['-4', '-o', 'addr'], { encoding: 'utf8' }).stdout;
-  for (let tries = 0; tries < 500; tries++) {
-    const prefix = `10.${220 + Math.floor(Math.random() * 10)}.${1 + Math.floor(Math.random() * 250)}`;
-    if (!used.includes(`${prefix}.`) && !taken.has(prefix)) {
-      taken.add(prefix);
-      return `${prefix}.0/24`;
-    }
-  }
-  throw new Error('no free 10.22x.y.0/24 subnet');
-}
-
-const tables = ['filter', 'nat'] as const;
-type Table = (typeof tables)[number];
-
-function iptablesRules(table: Table): string[] {
-  const r = spawnSync('iptables', ['-w', '-t', table, '-S'], { encoding: 'utf8' });
-  return (r.stdout ?? '').split('\n').filter(Boolean);
-}
-const chainsOf = (rules: string[]) => rules.filter((r) => r.startsWith('-N ')).map((r) => r.slice(3).trim());
-
-function bridges(): string[] {
-  const out = spawnSync('ip', ['-o', 'link', 'show', 'type', 'bridge'], { encoding: 'utf8' }).stdout ?? '';
-  return out
-    .split('\n')
-    .map((l) => l.split(':')[1]?.trim().split('@')[0])
-    .filter((n): n is string => !!n);
-}
-
-/**
- * Removes chains matching `ownChain` (and every jump into them from other chains), plus rules in
- * other chains that name one of `bridgeNames` as -i/-o. Returns what it found.
- */
-function removeIptables(ownChain: (c: string) => boolean, bridgeNames: string[]): { chains: string[]; rules: string[] } {
-  const found = { chains: [] as string[], rules: [] as string[] };
-  for (const table of tables) {
-    const rules = iptablesRules(table);
-    const chains = chainsOf(rules).filter(ownChain);
-    for (const rule of rules) {
-      if (!rule.startsWith('-A ')) continue;
-      const chain = rule.split(' ')[1]!;
-      if (ownChain(chain)) continue;
-      const words = rule.split(' ');
-      const jumpsToOurs = words.some((w, i) => (words[i - 1] === '-j' || words[i - 1] === '-g') && ownChain(w));
-      const namesBridge = words.some((w, i) => (words[i - 1] === '-i' || words[i - 1] === '-o') && bridgeNames.includes(w));
-      if (!jumpsToOurs && !namesBridge) continue;
-      found.rules.push(`${table}: ${rule}`);
-      spawnSync('iptables', ['-w', '-t', table, '-D', ...rule.slice(3).split(' ')], { stdio: 'ignore' });
-    }
-    for (const c of chains) {
-      found.chains.push(`${table}/${c}`);
-      spawnSync('iptables', ['-w', '-t', table, '-F', c], { stdio: 'ignore' });
-    }
-    for (const c of chains) spawnSync('iptables', ['-w', '-t', table, '-X', c], { stdio: 'ignore' });
-  }
-  return found;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Engines
 
@@ -249,29 +192,11 @@ async function startEngines(tmp: string, o: Options, clients: Record<'docker' | 
     info.push(['docker', `${engine.version}; bridge ${bridge} ${subnet}; --iptables=true --userland-proxy=true --ip-masq=false --ip-forward=false`]);
   }
   if (o.engines.has('baleia')) {
-    const tag = randomBytes(3).toString('hex');
-    const bridgeName = `bn${tag}`;
-    const bridgePrefix = `bo${tag}-`;
-    const chainPrefix = `BN${tag.toUpperCase()}`;
-    const subnet = pickSubnet(taken);
-    const pool = pickSubnet(taken);
-    // Registered before startBaleia, so it runs after baleiad has been stopped.
-    onCleanup('baleia network', () => {
-      const ours = (b: string) => b === bridgeName || b.startsWith(bridgePrefix);
-      const left = bridges().filter(ours);
-      for (const b of left) spawnSync('ip', ['link', 'del', b], { stdio: 'ignore' });
-      const found = removeIptables((c) => c.startsWith(`${chainPrefix}-`), left);
-      cleanupNotes.push(
-        `baleiad (stopped with SIGTERM) left ${found.chains.length} chains${found.chains.length ? ` (${found.chains.join(' ')})` : ''}, ${found.rules.length} jump rules and ${left.length} bridges${left.length ? ` (${left.join(' ')})` : ''}: removed by the bench`,
-      );
-    });
     log('starting baleiad');
-    const engine = await startBaleia(tmp, [
-      '--bridge-name', bridgeName, '--bridge-prefix', bridgePrefix, '--iptables-chain-prefix', chainPrefix,
-      '--bridge-subnet', subnet, '--default-address-pool', pool,
-    ]);
-    nets.push({ engine, subnet, bridge: bridgeName });
-    info.push(['baleia', `${engine.version}; bridge ${bridgeName} ${subnet}, chains ${chainPrefix}-*, pool ${pool}`]);
+    const engine = await startBaleia(tmp, [], { taken, onNetworkCleanup: (note) => cleanupNotes.push(note) });
+    const own = engine.network!;
+    nets.push({ engine, subnet: own.subnet, bridge: own.bridge });
+    info.push(['baleia', `${engine.version}; bridge ${own.bridge} ${own.subnet}, chains ${own.chainPrefix}-*, pool ${own.pool}`]);
   }
   return nets;
 }

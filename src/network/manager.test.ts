@@ -89,6 +89,11 @@ async function withEnv(body: (env: Env) => Promise<void>): Promise<void> {
   const leftovers = await leftoversOf(dir);
   const links = (await run('ip', ['-o', 'link', 'show'])).stdout;
   for (const v of veths) if (new RegExp(`^\\d+: ${v}[@:]`, 'm').test(links)) leftovers.push(`veth ${v}`);
+  // Reported below, but removed first: a failing test leaves nothing behind either.
+  for (const l of leftovers) {
+    if (l.startsWith('mount ')) await run('umount', ['-l', l.split(' ')[5]!], { allowFailure: true });
+    else if (/^(link|veth) /.test(l)) await run('ip', ['link', 'del', l.split(' ')[1]!], { allowFailure: true });
+  }
   await fs.rm(dir, { recursive: true, force: true });
   if (failure) throw failure;
   assert.deepEqual(leftovers, [], 'nothing of the test is left in the kernel');
