@@ -227,6 +227,7 @@ export class Registry {
   static async open(options: RegistryOptions): Promise<Registry> {
     const registry = new Registry(options);
     await registry.store.init();
+    registry.store.startHashing();
     const gc = options.gc;
     if (gc) {
       registry.#gcTimer = setInterval(() => {

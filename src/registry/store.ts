@@ -662,6 +662,11 @@ export class RegistryStore {
     });
   }
 
+  /** Starts the hash threads ahead of the first uploads (a server calls it; `registry gc` need not). */
+  startHashing(): void {
+    this.#hasher.start();
+  }
+
   /** Waits for the work still going on after its answer; stops the hash threads. */
   async close(): Promise<void> {
     await Promise.all(this.#background);
