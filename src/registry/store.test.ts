@@ -159,3 +159,40 @@ test('an upload is continued or cancelled right after its POST is answered', asy
   await store.close();
   assert.deepEqual(await fs.readdir(path.join(root, 'uploads')), [continued.id]);
 });
+
+test('manifests and tags read through the cache follow every change made to them', async (t) => {
+  const root = await tempDir('cached');
+  const store = new RegistryStore(root);
+  t.after(async () => {
+    await store.close();
+    await fs.rm(root, { recursive: true, force: true });
+  });
+  await store.init();
+  const manifestOf = async (label: string) => {
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Labels: { label } }, rootfs: { type: 'layers', diff_ids: [] } }));
+    await (await upload(store, 'c', config)).committed;
+    const body = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digestOf(config), size: config.length }, layers: [] }));
+    return body;
+  };
+  const unknown = (err: unknown) => registryErrorOf(err).code === 'MANIFEST_UNKNOWN';
+  const a = await manifestOf('a');
+  const b = await manifestOf('b');
+  const type = 'application/vnd.oci.image.manifest.v1+json';
+  await store.putManifest('c', { tag: 't' }, a, type);
+  assert.equal((await store.getManifest('c', { tag: 't' })).digest, digestOf(a));
+  assert.ok((await store.getManifest('c', { tag: 't' })).body.equals(a));
+  await store.putManifest('c', { tag: 't' }, b, type);
+  assert.equal((await store.getManifest('c', { tag: 't' })).digest, digestOf(b));
+  await store.deleteManifest('c', { tag: 't' });
+  await assert.rejects(store.getManifest('c', { tag: 't' }), unknown);
+  assert.ok((await store.getManifest('c', { digest: digestOf(a) })).body.equals(a));
+  await store.putManifest('c', { tag: 'u' }, a, type);
+  assert.equal((await store.getManifest('c', { tag: 'u' })).digest, digestOf(a));
+  await store.deleteManifest('c', { digest: digestOf(a) });
+  await assert.rejects(store.getManifest('c', { digest: digestOf(a) }), unknown);
+  await assert.rejects(store.getManifest('c', { tag: 'u' }), unknown);
+  // Pushed again by digest: the tags the deletion removed stay removed.
+  await store.putManifest('c', { digest: digestOf(a) }, a, type);
+  await assert.rejects(store.getManifest('c', { tag: 'u' }), unknown);
+  assert.equal((await store.getManifest('c', { digest: digestOf(b) })).digest, digestOf(b));
+});

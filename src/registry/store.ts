@@ -108,6 +108,51 @@ class KeyedMutex {
   }
 }
 
+/** A map that forgets its least recently used entries past `maxEntries` or `maxBytes`. */
+class Lru<V> {
+  readonly #map = new Map<string, { value: V; bytes: number }>();
+  readonly #maxEntries: number;
+  readonly #maxBytes: number;
+  #bytes = 0;
+
+  constructor(options: { maxEntries: number; maxBytes?: number }) {
+    this.#maxEntries = options.maxEntries;
+    this.#maxBytes = options.maxBytes ?? Infinity;
+  }
+
+  get(key: string): V | undefined {
+    const entry = this.#map.get(key);
+    if (!entry) return undefined;
+    this.#map.delete(key);
+    this.#map.set(key, entry);
+    return entry.value;
+  }
+
+  set(key: string, value: V, bytes = 0): void {
+    if (bytes > this.#maxBytes) return;
+    this.delete(key);
+    this.#map.set(key, { value, bytes });
+    this.#bytes += bytes;
+    for (const [oldest, entry] of this.#map) {
+      if (this.#map.size <= this.#maxEntries && this.#bytes <= this.#maxBytes) break;
+      this.#map.delete(oldest);
+      this.#bytes -= entry.bytes;
+    }
+  }
+
+  delete(key: string): void {
+    const entry = this.#map.get(key);
+    if (!entry) return;
+    this.#map.delete(key);
+    this.#bytes -= entry.bytes;
+  }
+
+  clear(): void {
+    this.#map.clear();
+    this.#bytes = 0;
+  }
+}
+
 async function readTextIfExists(file: string): Promise<string | undefined> {
   try {
     return await fs.readFile(file, 'utf8');
@@ -207,6 +252,18 @@ export class RegistryStore {
    * of one digest run in the order they started, so when it is done the earlier ones are).
    */
   readonly #pending = new Map<string, Promise<void>>();
+  /**
+   * What pulls read first, kept in memory like distribution's blob descriptor cache: tag →
+   * digest and revision records per repository, manifest bodies by digest. This process is the
+   * root's only writer: its manifest and tag changes update the caches under the repository's
+   * lock (#manifestLocks) right after the disk, and bump #manifestEpoch; a read from disk is
+   * kept only if no such change happened while it was reading.
+   */
+  readonly #manifestLocks = new KeyedMutex();
+  readonly #tagCache = new Lru<string>({ maxEntries: 10_000 });
+  readonly #revisionCache = new Lru<RevisionRecord>({ maxEntries: 10_000 });
+  readonly #bodyCache = new Lru<Buffer>({ maxEntries: 10_000, maxBytes: 32 * 1024 * 1024 });
+  #manifestEpoch = 0;
   readonly #hasher = new UploadHasher();
   /**
    * Buffers for upload batches (socket chunks are gathered into 1 MiB writes: one write per
@@ -677,22 +734,40 @@ export class RegistryStore {
 
   async #resolve(name: string, ref: Reference): Promise<string> {
     if (ref.digest !== undefined) return ref.digest;
+    const key = `${name}:${ref.tag}`;
+    const cached = this.#tagCache.get(key);
+    if (cached !== undefined) return cached;
+    const epoch = this.#manifestEpoch;
     const text = await readTextIfExists(path.join(this.#tagsDir(name), ref.tag));
     const digest = text?.trim();
     if (!digest || !isSupportedDigest(digest)) throw registryError('MANIFEST_UNKNOWN', { detail: { tag: ref.tag } });
+    if (epoch === this.#manifestEpoch) this.#tagCache.set(key, digest);
     return digest;
   }
 
   async #revisionRecord(name: string, digest: string): Promise<RevisionRecord | undefined> {
+    const key = pendingKey(name, digest);
+    const cached = this.#revisionCache.get(key);
+    if (cached) return cached;
+    const epoch = this.#manifestEpoch;
     const text = await readTextIfExists(this.#revision(name, digest));
-    return text === undefined ? undefined : (JSON.parse(text) as RevisionRecord);
+    if (text === undefined) return undefined;
+    const record = JSON.parse(text) as RevisionRecord;
+    if (epoch === this.#manifestEpoch) this.#revisionCache.set(key, record);
+    return record;
   }
 
   async getManifest(name: string, ref: Reference, options: { body?: boolean } = {}): Promise<StoredManifest> {
     const digest = await this.#resolve(name, ref);
     const record = await this.#revisionRecord(name, digest);
     if (!record) throw registryError('MANIFEST_UNKNOWN', { detail: ref.tag !== undefined ? { tag: ref.tag, digest } : { digest } });
-    const body = options.body === false ? Buffer.alloc(0) : await this.content.read(digest);
+    let body: Buffer = Buffer.alloc(0);
+    if (options.body !== false) {
+      // By digest, so never stale: the bytes are what their name says.
+      const cached = this.#bodyCache.get(digest);
+      body = cached ?? (await this.content.read(digest));
+      if (!cached) this.#bodyCache.set(digest, body, body.length);
+    }
     return { digest, mediaType: record.mediaType, size: record.size, body };
   }
 
@@ -733,39 +808,56 @@ export class RegistryStore {
       // The links this revision relies on were not fsynced one by one (see #link).
       if (requiredBlobs(manifest).length > 0) await syncDir(path.dirname(this.#layerLink(name, digest)));
       await this.content.writeBlob(body, { expected: digest });
+      this.#bodyCache.set(digest, body, body.length);
       const record: RevisionRecord = { mediaType: manifest.mediaType, size: body.length };
       if (manifest.subject) record.subject = manifest.subject.digest;
-      const revision = this.#revision(name, digest);
-      await fs.mkdir(path.dirname(revision), { recursive: true });
-      await writeJsonAtomic(revision, record);
-      if (manifest.subject) {
-        const dir = this.#referrersDir(name, manifest.subject.digest);
-        await fs.mkdir(dir, { recursive: true });
-        await writeJsonAtomic(path.join(dir, hexOf(digest)), referrerDescriptor(manifest, digest, body.length));
-      }
-      if (ref.tag !== undefined) {
-        await fs.mkdir(this.#tagsDir(name), { recursive: true });
-        await writeFileAtomic(path.join(this.#tagsDir(name), ref.tag), digest);
-      }
+      await this.#manifestLocks.run(name, async () => {
+        const revision = this.#revision(name, digest);
+        await fs.mkdir(path.dirname(revision), { recursive: true });
+        await writeJsonAtomic(revision, record);
+        this.#manifestEpoch++;
+        this.#revisionCache.set(pendingKey(name, digest), record);
+        if (manifest.subject) {
+          const dir = this.#referrersDir(name, manifest.subject.digest);
+          await fs.mkdir(dir, { recursive: true });
+          await writeJsonAtomic(path.join(dir, hexOf(digest)), referrerDescriptor(manifest, digest, body.length));
+        }
+        if (ref.tag !== undefined) {
+          await fs.mkdir(this.#tagsDir(name), { recursive: true });
+          await writeFileAtomic(path.join(this.#tagsDir(name), ref.tag), digest);
+          this.#manifestEpoch++;
+          this.#tagCache.set(`${name}:${ref.tag}`, digest);
+        }
+      });
       return { digest, subject: manifest.subject?.digest };
     });
   }
 
   /** By tag: removes the tag. By digest: removes the manifest, every tag on it, its referrer entry. */
   async deleteManifest(name: string, ref: Reference): Promise<void> {
-    if (ref.tag !== undefined) {
-      if (!(await removeIfExists(path.join(this.#tagsDir(name), ref.tag)))) throw registryError('MANIFEST_UNKNOWN', { detail: { tag: ref.tag } });
-      return;
-    }
-    const digest = ref.digest;
-    const record = await this.#revisionRecord(name, digest);
-    if (!record) throw registryError('MANIFEST_UNKNOWN', { detail: { digest } });
-    for (const tag of await this.listTags(name)) {
-      const target = (await readTextIfExists(path.join(this.#tagsDir(name), tag)))?.trim();
-      if (target === digest) await removeIfExists(path.join(this.#tagsDir(name), tag));
-    }
-    if (record.subject) await removeIfExists(path.join(this.#referrersDir(name, record.subject), hexOf(digest)));
-    await removeIfExists(this.#revision(name, digest));
+    await this.#manifestLocks.run(name, async () => {
+      if (ref.tag !== undefined) {
+        const removed = await removeIfExists(path.join(this.#tagsDir(name), ref.tag));
+        this.#manifestEpoch++;
+        this.#tagCache.delete(`${name}:${ref.tag}`);
+        if (!removed) throw registryError('MANIFEST_UNKNOWN', { detail: { tag: ref.tag } });
+        return;
+      }
+      const digest = ref.digest;
+      const record = await this.#revisionRecord(name, digest);
+      if (!record) throw registryError('MANIFEST_UNKNOWN', { detail: { digest } });
+      for (const tag of await this.listTags(name)) {
+        const target = (await readTextIfExists(path.join(this.#tagsDir(name), tag)))?.trim();
+        if (target !== digest) continue;
+        await removeIfExists(path.join(this.#tagsDir(name), tag));
+        this.#manifestEpoch++;
+        this.#tagCache.delete(`${name}:${tag}`);
+      }
+      if (record.subject) await removeIfExists(path.join(this.#referrersDir(name, record.subject), hexOf(digest)));
+      await removeIfExists(this.#revision(name, digest));
+      this.#manifestEpoch++;
+      this.#revisionCache.delete(pendingKey(name, digest));
+    });
   }
 
   /** Tags in lexical order; NAME_UNKNOWN for a repository never pushed to. */
