@@ -41,7 +41,7 @@ class HashThread {
   }
 
   post(message: HashRequest, transfer: ArrayBuffer[] = []): void {
-    this.#start().postMessage(message, transfer);
+    this.start().postMessage(message, transfer);
   }
 
   /** Sends a request that the worker answers; undefined if the worker went away first. */
@@ -71,7 +71,7 @@ class HashThread {
     await worker?.terminate();
   }
 
-  #start(): Worker {
+  start(): Worker {
     if (this.#worker) return this.#worker;
     const worker = new Worker(new URL('./hash-worker.js', import.meta.url));
     // Idle, it must not keep a process alive; while a request waits on it, it does.
@@ -204,6 +204,11 @@ export class UploadHasher {
     if (upload.generation !== upload.thread.generation) return;
     upload.thread.uploads--;
     upload.thread.post({ op: 'drop', id });
+  }
+
+  /** Starts the threads now rather than with the first uploads (a thread takes ~50 ms to boot). */
+  start(): void {
+    if (!this.#closed) for (const thread of this.#threads) thread.start();
   }
 
   async close(): Promise<void> {

@@ -41,7 +41,16 @@
  * whose data is shorter than its state says); a finished blob is fsynced once before its rename
  * into content/ (skipped when the same blob is already there); links are written without fsync
  * and their directory is synced once by the manifest PUT that relies on them; manifests,
- * revisions and tags are written atomically and fsynced. Garbage collection marks every revision of every repository and what it
+ * revisions and tags are written atomically and fsynced.
+ *
+ * Answers before work: a POST is answered before the upload's directory is made, and the final
+ * PUT once the data is verified, before its fsync, rename and link; later requests about that
+ * upload or blob wait for that work (the upload's lock; pending commits per repository and
+ * digest), so clients see what they would have seen had they waited. Only a crash or a failed
+ * commit (logged) in between shows: a blob answered 201 is missing, and nothing relies on it,
+ * since a manifest PUT waits for the commits of the blobs it names.
+ *
+ * Garbage collection marks every revision of every repository and what it
  * references, and sweeps the rest once both the blob and its newest link are older than a grace
  * period. Run the offline `baleia registry gc` only while no server uses the same root.
  */

@@ -227,6 +227,7 @@ export class Registry {
   static async open(options: RegistryOptions): Promise<Registry> {
     const registry = new Registry(options);
     await registry.store.init();
+    registry.store.startHashing();
     const gc = options.gc;
     if (gc) {
       registry.#gcTimer = setInterval(() => {
@@ -241,7 +242,10 @@ export class Registry {
     return registry;
   }
 
-  /** Stops online garbage collection (waits for a running one) and the store's hasher. */
+  /**
+   * Stops online garbage collection (waits for a running one), waits for the work answered
+   * requests left going (commits, upload removals) and stops the store's hash threads.
+   */
   async close(): Promise<void> {
     clearInterval(this.#gcTimer);
     await this.#gcRunning;

@@ -3,6 +3,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -31,7 +32,8 @@ test('opening the store cuts an upload back to its acknowledged offset and drops
   assert.equal((await fs.stat(path.join(root, 'uploads', upload.id, 'data'))).size, 6);
   await reopened.appendUpload('crash/repo', upload.id, Readable.from([Buffer.from('world')]), { start: 6 });
   await fs.appendFile(path.join(root, 'uploads', upload.id, 'data'), 'more garbage');
-  const { digest } = await reopened.finishUpload('crash/repo', upload.id, digestOf('hello world'));
+  const { digest, committed } = await reopened.finishUpload('crash/repo', upload.id, digestOf('hello world'));
+  await committed;
   assert.equal((await reopened.content.read(digest)).toString(), 'hello world');
   assert.deepEqual(await reopened.listRepositories(), ['crash/repo']);
 });
@@ -94,4 +96,103 @@ test('every error code has a status and a message', () => {
     assert.ok(spec.message.length > 0, code);
   }
   assert.equal(registryErrorOf(new Error('boom')).code, 'UNKNOWN');
+});
+
+/** Uploads `data` into `name` in two chunks; resolves when the PUT would be answered. */
+async function upload(store: RegistryStore, name: string, data: Buffer): Promise<{ digest: string; committed: Promise<void> }> {
+  const { id } = await store.startUpload(name);
+  const half = Math.floor(data.length / 2);
+  await store.appendUpload(name, id, Readable.from([data.subarray(0, half)]));
+  return store.finishUpload(name, id, digestOf(data), { stream: Readable.from([data.subarray(half)]) });
+}
+
+test('a blob answered before its commit is done is served, mounted and named by a manifest at once', async (t) => {
+  const root = await tempDir('answered');
+  const store = new RegistryStore(root);
+  t.after(async () => {
+    await store.close();
+    await fs.rm(root, { recursive: true, force: true });
+  });
+  await store.init();
+  const layer = randomBytes(3 * 1024 * 1024 + 17);
+  const config = Buffer.from('{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}');
+  // Four pushes of the same layer into two repositories, none waiting for its commit.
+  const pushes = await Promise.all([upload(store, 'a', layer), upload(store, 'a', layer), upload(store, 'b', layer), upload(store, 'b', layer), upload(store, 'a', config)]);
+  const digest = digestOf(layer);
+  assert.equal(await store.blobSize('a', digest), layer.length);
+  const { handle, size } = await store.openBlob('b', digest);
+  const bytes = Buffer.alloc(size);
+  await handle.read(bytes, 0, size, 0);
+  await handle.close();
+  assert.ok(bytes.equals(layer));
+  assert.equal(await store.mountBlob('c', 'a', digest), true);
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digestOf(config), size: config.length },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest, size: layer.length }],
+    }),
+  );
+  await store.putManifest('a', { tag: 'latest' }, manifest, 'application/vnd.oci.image.manifest.v1+json');
+  await Promise.all(pushes.map((p) => p.committed));
+  assert.equal(await store.content.has(digest), true);
+  await store.close();
+  assert.deepEqual(await fs.readdir(path.join(root, 'uploads')), []);
+});
+
+test('an upload is continued or cancelled right after its POST is answered', async (t) => {
+  const root = await tempDir('posted');
+  const store = new RegistryStore(root);
+  t.after(async () => {
+    await store.close();
+    await fs.rm(root, { recursive: true, force: true });
+  });
+  await store.init();
+  const cancelled = await store.startUpload('p');
+  await store.cancelUpload('p', cancelled.id);
+  await assert.rejects(store.uploadStatus('p', cancelled.id), (err) => registryErrorOf(err).code === 'BLOB_UPLOAD_UNKNOWN');
+  const continued = await store.startUpload('p');
+  const state = await store.appendUpload('p', continued.id, Readable.from([Buffer.from('abc')]));
+  assert.equal(state.offset, 3);
+  assert.deepEqual((await fs.readdir(path.join(root, 'uploads', continued.id))).sort(), ['data', 'state.json']);
+  await store.close();
+  assert.deepEqual(await fs.readdir(path.join(root, 'uploads')), [continued.id]);
+});
+
+test('manifests and tags read through the cache follow every change made to them', async (t) => {
+  const root = await tempDir('cached');
+  const store = new RegistryStore(root);
+  t.after(async () => {
+    await store.close();
+    await fs.rm(root, { recursive: true, force: true });
+  });
+  await store.init();
+  const manifestOf = async (label: string) => {
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Labels: { label } }, rootfs: { type: 'layers', diff_ids: [] } }));
+    await (await upload(store, 'c', config)).committed;
+    const body = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digestOf(config), size: config.length }, layers: [] }));
+    return body;
+  };
+  const unknown = (err: unknown) => registryErrorOf(err).code === 'MANIFEST_UNKNOWN';
+  const a = await manifestOf('a');
+  const b = await manifestOf('b');
+  const type = 'application/vnd.oci.image.manifest.v1+json';
+  await store.putManifest('c', { tag: 't' }, a, type);
+  assert.equal((await store.getManifest('c', { tag: 't' })).digest, digestOf(a));
+  assert.ok((await store.getManifest('c', { tag: 't' })).body.equals(a));
+  await store.putManifest('c', { tag: 't' }, b, type);
+  assert.equal((await store.getManifest('c', { tag: 't' })).digest, digestOf(b));
+  await store.deleteManifest('c', { tag: 't' });
+  await assert.rejects(store.getManifest('c', { tag: 't' }), unknown);
+  assert.ok((await store.getManifest('c', { digest: digestOf(a) })).body.equals(a));
+  await store.putManifest('c', { tag: 'u' }, a, type);
+  assert.equal((await store.getManifest('c', { tag: 'u' })).digest, digestOf(a));
+  await store.deleteManifest('c', { digest: digestOf(a) });
+  await assert.rejects(store.getManifest('c', { digest: digestOf(a) }), unknown);
+  await assert.rejects(store.getManifest('c', { tag: 'u' }), unknown);
+  // Pushed again by digest: the tags the deletion removed stay removed.
+  await store.putManifest('c', { digest: digestOf(a) }, a, type);
+  await assert.rejects(store.getManifest('c', { tag: 'u' }), unknown);
+  assert.equal((await store.getManifest('c', { digest: digestOf(b) })).digest, digestOf(b));
 });

@@ -108,6 +108,51 @@ class KeyedMutex {
   }
 }
 
+/** A map that forgets its least recently used entries past `maxEntries` or `maxBytes`. */
+class Lru<V> {
+  readonly #map = new Map<string, { value: V; bytes: number }>();
+  readonly #maxEntries: number;
+  readonly #maxBytes: number;
+  #bytes = 0;
+
+  constructor(options: { maxEntries: number; maxBytes?: number }) {
+    this.#maxEntries = options.maxEntries;
+    this.#maxBytes = options.maxBytes ?? Infinity;
+  }
+
+  get(key: string): V | undefined {
+    const entry = this.#map.get(key);
+    if (!entry) return undefined;
+    this.#map.delete(key);
+    this.#map.set(key, entry);
+    return entry.value;
+  }
+
+  set(key: string, value: V, bytes = 0): void {
+    if (bytes > this.#maxBytes) return;
+    this.delete(key);
+    this.#map.set(key, { value, bytes });
+    this.#bytes += bytes;
+    for (const [oldest, entry] of this.#map) {
+      if (this.#map.size <= this.#maxEntries && this.#bytes <= this.#maxBytes) break;
+      this.#map.delete(oldest);
+      this.#bytes -= entry.bytes;
+    }
+  }
+
+  delete(key: string): void {
+    const entry = this.#map.get(key);
+    if (!entry) return;
+    this.#map.delete(key);
+    this.#bytes -= entry.bytes;
+  }
+
+  clear(): void {
+    this.#map.clear();
+    this.#bytes = 0;
+  }
+}
+
 async function readTextIfExists(file: string): Promise<string | undefined> {
   try {
     return await fs.readFile(file, 'utf8');
@@ -159,6 +204,7 @@ async function removeIfExists(file: string): Promise<boolean> {
 }
 
 const hexOf = (digest: string) => digest.slice('sha256:'.length);
+const pendingKey = (name: string, digest: string) => `${name}@${digest}`;
 
 /**
  * Replaces an upload's state file atomically (temp file + rename) but without fsync: upload
@@ -197,9 +243,27 @@ export class RegistryStore {
   readonly #commitLocks = new KeyedMutex();
   /** State of the uploads this process started or touched (it is their only writer). */
   readonly #states = new Map<string, UploadState>();
-  /** Uploads completed whose files are still being removed, and those removals. */
+  /** Uploads answered whose blob commit or file removal is still going on. */
   readonly #finished = new Set<string>();
-  readonly #cleanups = new Set<Promise<void>>();
+  /** Work that goes on after its request was answered (upload directories, commits, removals). */
+  readonly #background = new Set<Promise<void>>();
+  /**
+   * Blob commits answered but not done, by repository and digest: the latest for each (commits
+   * of one digest run in the order they started, so when it is done the earlier ones are).
+   */
+  readonly #pending = new Map<string, Promise<void>>();
+  /**
+   * What pulls read first, kept in memory like distribution's blob descriptor cache: tag →
+   * digest and revision records per repository, manifest bodies by digest. This process is the
+   * root's only writer: its manifest and tag changes update the caches under the repository's
+   * lock (#manifestLocks) right after the disk, and bump #manifestEpoch; a read from disk is
+   * kept only if no such change happened while it was reading.
+   */
+  readonly #manifestLocks = new KeyedMutex();
+  readonly #tagCache = new Lru<string>({ maxEntries: 10_000 });
+  readonly #revisionCache = new Lru<RevisionRecord>({ maxEntries: 10_000 });
+  readonly #bodyCache = new Lru<Buffer>({ maxEntries: 10_000, maxBytes: 32 * 1024 * 1024 });
+  #manifestEpoch = 0;
   readonly #hasher = new UploadHasher();
   /**
    * Buffers for upload batches (socket chunks are gathered into 1 MiB writes: one write per
@@ -288,6 +352,7 @@ export class RegistryStore {
 
   /** The blob's size when `name` may serve it (a layer link or a manifest revision), else BLOB_UNKNOWN. */
   async blobSize(name: string, digest: string): Promise<number> {
+    await this.#settled(name, digest);
     await this.#checkLinked(name, digest);
     try {
       return await this.content.size(digest);
@@ -299,6 +364,7 @@ export class RegistryStore {
 
   /** The blob opened for reading, with its size, when `name` may serve it; else BLOB_UNKNOWN. */
   async openBlob(name: string, digest: string): Promise<{ handle: fs.FileHandle; size: number }> {
+    await this.#settled(name, digest);
     await this.#checkLinked(name, digest);
     let handle: fs.FileHandle;
     try {
@@ -313,6 +379,11 @@ export class RegistryStore {
       await handle.close();
       throw err;
     }
+  }
+
+  /** Waits for a commit of the blob into `name` that was answered but is not done yet. */
+  async #settled(name: string, digest: string): Promise<void> {
+    await this.#pending.get(pendingKey(name, digest));
   }
 
   async #checkLinked(name: string, digest: string): Promise<void> {
@@ -386,13 +457,29 @@ export class RegistryStore {
 
   // ---- uploads ----
 
+  /**
+   * Starts an upload. It is answered from memory: its directory and state file are made right
+   * after, under the upload's lock, so a request that continues it waits for them (a client
+   * needs a round trip before it can). If they cannot be made the upload is forgotten and its
+   * next request answers BLOB_UPLOAD_UNKNOWN.
+   */
   async startUpload(name: string): Promise<UploadState> {
     const state: UploadState = { id: randomUUID(), name, startedAt: new Date().toISOString(), offset: 0 };
-    const dir = this.#uploadDir(state.id);
-    await fs.mkdir(dir, { recursive: true });
-    // A fresh directory: no temp file needed, a torn state.json is dropped by init().
-    await fs.writeFile(path.join(dir, 'state.json'), JSON.stringify(state) + '\n', { flag: 'wx' });
     this.#states.set(state.id, state);
+    const dir = this.#uploadDir(state.id);
+    const made = this.#uploadLocks
+      .run(state.id, async () => {
+        try {
+          await fs.mkdir(dir, { recursive: true });
+          // A fresh directory: no temp file needed, a torn state.json is dropped by init().
+          await fs.writeFile(path.join(dir, 'state.json'), JSON.stringify(state) + '\n', { flag: 'wx' });
+        } catch (err) {
+          this.#states.delete(state.id);
+          this.#logger.error('registry upload could not be started', { upload: state.id, error: describeError(err) });
+        }
+      })
+      .finally(() => this.#background.delete(made));
+    this.#background.add(made);
     return state;
   }
 
@@ -523,15 +610,18 @@ export class RegistryStore {
    * Completes an upload with an optional last chunk: only data whose sha256 matches `digest`
    * becomes a visible blob; a mismatch answers DIGEST_INVALID and ends the upload, as
    * docker/distribution does. The digest comes from the hash kept while the chunks arrived
-   * (the file is read again only after a restart); the file is fsynced once and renamed into
-   * content/ unless the same blob is already there (a concurrent push of it won).
+   * (the file is read again only after a restart). It resolves once the data is verified;
+   * `committed` resolves when the file is fsynced and renamed into content/ (unless the same
+   * blob is already there: a concurrent push of it won) and linked into `name`. Until then
+   * this store's readers of that blob in `name` wait for it; a failed commit is logged and
+   * leaves no blob.
    */
   async finishUpload(
     name: string,
     id: string,
     digest: string,
     last?: { stream: NodeJS.ReadableStream; start?: number; length?: number; signal?: AbortSignal },
-  ): Promise<{ digest: string; size: number }> {
+  ): Promise<{ digest: string; size: number; committed: Promise<void> }> {
     return this.#uploadLocks.run(id, async () => {
       checkDigest(digest);
       let state = await this.#state(name, id);
@@ -545,25 +635,32 @@ export class RegistryStore {
           cause: new Error(`Cannot commit upload "${id}": digest mismatch, expected "${digest}", got "${actual}"`),
         });
       }
-      // A commit that fails before its rename leaves the upload as it was, resumable.
-      await this.#gcLock.shared(async () => {
-        await this.#commitBlob(data, digest, state.offset);
-        await this.#link(name, digest);
-      });
-      // The blob is in place: the upload is over now, its files go after the answer (removing
-      // a duplicate's data can take a while under load). A crash before that leaves an upload
-      // nobody continues, purged like any idle one.
+      // Verified: the upload is over. The answer goes now; the blob's fsync, its rename into
+      // content/ and the link follow, and whatever asks about this blob in this repository
+      // (HEAD, GET, mount, a manifest naming it) waits for them (#settled). A crash before the
+      // rename leaves no blob and an upload nobody continues (purged like any idle one): no
+      // manifest can have been stored over it. Then the upload's files go.
       this.#finished.add(id);
       this.#states.delete(id);
       this.#hasher.drop(id);
-      const cleanup = this.#dropUpload(id)
+      const key = pendingKey(name, digest);
+      const commit = this.#gcLock
+        .shared(async () => {
+          await this.#commitBlob(data, digest, state.offset);
+          await this.#link(name, digest);
+        })
+        .catch((err) => this.#logger.error('registry blob commit failed', { name, digest, upload: id, error: describeError(err) }));
+      this.#pending.set(key, commit);
+      const done = commit
+        .then(() => this.#dropUpload(id))
         .catch((err) => this.#logger.warn('registry upload cleanup failed', { upload: id, error: describeError(err) }))
         .finally(() => {
+          if (this.#pending.get(key) === commit) this.#pending.delete(key);
           this.#finished.delete(id);
-          this.#cleanups.delete(cleanup);
+          this.#background.delete(done);
         });
-      this.#cleanups.add(cleanup);
-      return { digest, size: state.offset };
+      this.#background.add(done);
+      return { digest, size: state.offset, committed: commit };
     });
   }
 
@@ -622,9 +719,14 @@ export class RegistryStore {
     });
   }
 
-  /** Waits for the removal of finished uploads and stops the hasher's worker thread. */
+  /** Starts the hash threads ahead of the first uploads (a server calls it; `registry gc` need not). */
+  startHashing(): void {
+    this.#hasher.start();
+  }
+
+  /** Waits for the work still going on after its answer; stops the hash threads. */
   async close(): Promise<void> {
-    await Promise.all(this.#cleanups);
+    await Promise.all(this.#background);
     await this.#hasher.close();
   }
 
@@ -632,22 +734,40 @@ export class RegistryStore {
 
   async #resolve(name: string, ref: Reference): Promise<string> {
     if (ref.digest !== undefined) return ref.digest;
+    const key = `${name}:${ref.tag}`;
+    const cached = this.#tagCache.get(key);
+    if (cached !== undefined) return cached;
+    const epoch = this.#manifestEpoch;
     const text = await readTextIfExists(path.join(this.#tagsDir(name), ref.tag));
     const digest = text?.trim();
     if (!digest || !isSupportedDigest(digest)) throw registryError('MANIFEST_UNKNOWN', { detail: { tag: ref.tag } });
+    if (epoch === this.#manifestEpoch) this.#tagCache.set(key, digest);
     return digest;
   }
 
   async #revisionRecord(name: string, digest: string): Promise<RevisionRecord | undefined> {
+    const key = pendingKey(name, digest);
+    const cached = this.#revisionCache.get(key);
+    if (cached) return cached;
+    const epoch = this.#manifestEpoch;
     const text = await readTextIfExists(this.#revision(name, digest));
-    return text === undefined ? undefined : (JSON.parse(text) as RevisionRecord);
+    if (text === undefined) return undefined;
+    const record = JSON.parse(text) as RevisionRecord;
+    if (epoch === this.#manifestEpoch) this.#revisionCache.set(key, record);
+    return record;
   }
 
   async getManifest(name: string, ref: Reference, options: { body?: boolean } = {}): Promise<StoredManifest> {
     const digest = await this.#resolve(name, ref);
     const record = await this.#revisionRecord(name, digest);
     if (!record) throw registryError('MANIFEST_UNKNOWN', { detail: ref.tag !== undefined ? { tag: ref.tag, digest } : { digest } });
-    const body = options.body === false ? Buffer.alloc(0) : await this.content.read(digest);
+    let body: Buffer = Buffer.alloc(0);
+    if (options.body !== false) {
+      // By digest, so never stale: the bytes are what their name says.
+      const cached = this.#bodyCache.get(digest);
+      body = cached ?? (await this.content.read(digest));
+      if (!cached) this.#bodyCache.set(digest, body, body.length);
+    }
     return { digest, mediaType: record.mediaType, size: record.size, body };
   }
 
@@ -672,6 +792,7 @@ export class RegistryStore {
     return this.#gcLock.shared(async () => {
       const unknown: Descriptor[] = [];
       for (const d of requiredBlobs(manifest)) {
+        await this.#settled(name, d.digest);
         const ok = (await mtimeIfExists(this.#layerLink(name, d.digest))) !== undefined && (await this.content.has(d.digest));
         if (!ok) unknown.push(d);
       }
@@ -687,39 +808,56 @@ export class RegistryStore {
       // The links this revision relies on were not fsynced one by one (see #link).
       if (requiredBlobs(manifest).length > 0) await syncDir(path.dirname(this.#layerLink(name, digest)));
       await this.content.writeBlob(body, { expected: digest });
+      this.#bodyCache.set(digest, body, body.length);
       const record: RevisionRecord = { mediaType: manifest.mediaType, size: body.length };
       if (manifest.subject) record.subject = manifest.subject.digest;
-      const revision = this.#revision(name, digest);
-      await fs.mkdir(path.dirname(revision), { recursive: true });
-      await writeJsonAtomic(revision, record);
-      if (manifest.subject) {
-        const dir = this.#referrersDir(name, manifest.subject.digest);
-        await fs.mkdir(dir, { recursive: true });
-        await writeJsonAtomic(path.join(dir, hexOf(digest)), referrerDescriptor(manifest, digest, body.length));
-      }
-      if (ref.tag !== undefined) {
-        await fs.mkdir(this.#tagsDir(name), { recursive: true });
-        await writeFileAtomic(path.join(this.#tagsDir(name), ref.tag), digest);
-      }
+      await this.#manifestLocks.run(name, async () => {
+        const revision = this.#revision(name, digest);
+        await fs.mkdir(path.dirname(revision), { recursive: true });
+        await writeJsonAtomic(revision, record);
+        this.#manifestEpoch++;
+        this.#revisionCache.set(pendingKey(name, digest), record);
+        if (manifest.subject) {
+          const dir = this.#referrersDir(name, manifest.subject.digest);
+          await fs.mkdir(dir, { recursive: true });
+          await writeJsonAtomic(path.join(dir, hexOf(digest)), referrerDescriptor(manifest, digest, body.length));
+        }
+        if (ref.tag !== undefined) {
+          await fs.mkdir(this.#tagsDir(name), { recursive: true });
+          await writeFileAtomic(path.join(this.#tagsDir(name), ref.tag), digest);
+          this.#manifestEpoch++;
+          this.#tagCache.set(`${name}:${ref.tag}`, digest);
+        }
+      });
       return { digest, subject: manifest.subject?.digest };
     });
   }
 
   /** By tag: removes the tag. By digest: removes the manifest, every tag on it, its referrer entry. */
   async deleteManifest(name: string, ref: Reference): Promise<void> {
-    if (ref.tag !== undefined) {
-      if (!(await removeIfExists(path.join(this.#tagsDir(name), ref.tag)))) throw registryError('MANIFEST_UNKNOWN', { detail: { tag: ref.tag } });
-      return;
-    }
-    const digest = ref.digest;
-    const record = await this.#revisionRecord(name, digest);
-    if (!record) throw registryError('MANIFEST_UNKNOWN', { detail: { digest } });
-    for (const tag of await this.listTags(name)) {
-      const target = (await readTextIfExists(path.join(this.#tagsDir(name), tag)))?.trim();
-      if (target === digest) await removeIfExists(path.join(this.#tagsDir(name), tag));
-    }
-    if (record.subject) await removeIfExists(path.join(this.#referrersDir(name, record.subject), hexOf(digest)));
-    await removeIfExists(this.#revision(name, digest));
+    await this.#manifestLocks.run(name, async () => {
+      if (ref.tag !== undefined) {
+        const removed = await removeIfExists(path.join(this.#tagsDir(name), ref.tag));
+        this.#manifestEpoch++;
+        this.#tagCache.delete(`${name}:${ref.tag}`);
+        if (!removed) throw registryError('MANIFEST_UNKNOWN', { detail: { tag: ref.tag } });
+        return;
+      }
+      const digest = ref.digest;
+      const record = await this.#revisionRecord(name, digest);
+      if (!record) throw registryError('MANIFEST_UNKNOWN', { detail: { digest } });
+      for (const tag of await this.listTags(name)) {
+        const target = (await readTextIfExists(path.join(this.#tagsDir(name), tag)))?.trim();
+        if (target !== digest) continue;
+        await removeIfExists(path.join(this.#tagsDir(name), tag));
+        this.#manifestEpoch++;
+        this.#tagCache.delete(`${name}:${tag}`);
+      }
+      if (record.subject) await removeIfExists(path.join(this.#referrersDir(name, record.subject), hexOf(digest)));
+      await removeIfExists(this.#revision(name, digest));
+      this.#manifestEpoch++;
+      this.#revisionCache.delete(pendingKey(name, digest));
+    });
   }
 
   /** Tags in lexical order; NAME_UNKNOWN for a repository never pushed to. */
