@@ -43,12 +43,10 @@
  * and their directory is synced once by the manifest PUT that relies on them; manifests,
  * revisions and tags are written atomically and fsynced.
  *
- * Answers before work: a POST is answered before the upload's directory is made, and the final
- * PUT once the data is verified, before its fsync, rename and link; later requests about that
- * upload or blob wait for that work (the upload's lock; pending commits per repository and
- * digest), so clients see what they would have seen had they waited. Only a crash or a failed
- * commit (logged) in between shows: a blob answered 201 is missing, and nothing relies on it,
- * since a manifest PUT waits for the commits of the blobs it names.
+ * Answers before work, only where nothing is lost: a POST is answered before the upload's
+ * directory is made (its next request waits for it under the upload's lock; a crash in between
+ * only makes the client start the upload again). The final PUT answers 201 only after the blob's
+ * fsync, rename and link: a blob a client was told is stored survives a crash.
  *
  * Garbage collection marks every revision of every repository and what it
  * references, and sweeps the rest once both the blob and its newest link are older than a grace

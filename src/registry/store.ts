@@ -204,7 +204,8 @@ async function removeIfExists(file: string): Promise<boolean> {
 }
 
 const hexOf = (digest: string) => digest.slice('sha256:'.length);
-const pendingKey = (name: string, digest: string) => `${name}@${digest}`;
+/** Key of a digest within a repository. */
+const repoDigestKey = (name: string, digest: string) => `${name}@${digest}`;
 
 /**
  * Replaces an upload's state file atomically (temp file + rename) but without fsync: upload
@@ -243,15 +244,10 @@ export class RegistryStore {
   readonly #commitLocks = new KeyedMutex();
   /** State of the uploads this process started or touched (it is their only writer). */
   readonly #states = new Map<string, UploadState>();
-  /** Uploads answered whose blob commit or file removal is still going on. */
+  /** Uploads completed whose files are still being removed. */
   readonly #finished = new Set<string>();
-  /** Work that goes on after its request was answered (upload directories, commits, removals). */
+  /** Work that goes on after its request was answered (upload directories, removals). */
   readonly #background = new Set<Promise<void>>();
-  /**
-   * Blob commits answered but not done, by repository and digest: the latest for each (commits
-   * of one digest run in the order they started, so when it is done the earlier ones are).
-   */
-  readonly #pending = new Map<string, Promise<void>>();
   /**
    * What pulls read first, kept in memory like distribution's blob descriptor cache: tag →
    * digest and revision records per repository, manifest bodies by digest. This process is the
@@ -352,7 +348,6 @@ export class RegistryStore {
 
   /** The blob's size when `name` may serve it (a layer link or a manifest revision), else BLOB_UNKNOWN. */
   async blobSize(name: string, digest: string): Promise<number> {
-    await this.#settled(name, digest);
     await this.#checkLinked(name, digest);
     try {
       return await this.content.size(digest);
@@ -364,7 +359,6 @@ export class RegistryStore {
 
   /** The blob opened for reading, with its size, when `name` may serve it; else BLOB_UNKNOWN. */
   async openBlob(name: string, digest: string): Promise<{ handle: fs.FileHandle; size: number }> {
-    await this.#settled(name, digest);
     await this.#checkLinked(name, digest);
     let handle: fs.FileHandle;
     try {
@@ -379,11 +373,6 @@ export class RegistryStore {
       await handle.close();
       throw err;
     }
-  }
-
-  /** Waits for a commit of the blob into `name` that was answered but is not done yet. */
-  async #settled(name: string, digest: string): Promise<void> {
-    await this.#pending.get(pendingKey(name, digest));
   }
 
   async #checkLinked(name: string, digest: string): Promise<void> {
@@ -610,18 +599,16 @@ export class RegistryStore {
    * Completes an upload with an optional last chunk: only data whose sha256 matches `digest`
    * becomes a visible blob; a mismatch answers DIGEST_INVALID and ends the upload, as
    * docker/distribution does. The digest comes from the hash kept while the chunks arrived
-   * (the file is read again only after a restart). It resolves once the data is verified;
-   * `committed` resolves when the file is fsynced and renamed into content/ (unless the same
-   * blob is already there: a concurrent push of it won) and linked into `name`. Until then
-   * this store's readers of that blob in `name` wait for it; a failed commit is logged and
-   * leaves no blob.
+   * (the file is read again only after a restart). It resolves once the file is fsynced and
+   * renamed into content/ (unless the same blob is already there: a concurrent push of it won)
+   * and linked into `name`.
    */
   async finishUpload(
     name: string,
     id: string,
     digest: string,
     last?: { stream: NodeJS.ReadableStream; start?: number; length?: number; signal?: AbortSignal },
-  ): Promise<{ digest: string; size: number; committed: Promise<void> }> {
+  ): Promise<{ digest: string; size: number }> {
     return this.#uploadLocks.run(id, async () => {
       checkDigest(digest);
       let state = await this.#state(name, id);
@@ -635,32 +622,27 @@ export class RegistryStore {
           cause: new Error(`Cannot commit upload "${id}": digest mismatch, expected "${digest}", got "${actual}"`),
         });
       }
-      // Verified: the upload is over. The answer goes now; the blob's fsync, its rename into
-      // content/ and the link follow, and whatever asks about this blob in this repository
-      // (HEAD, GET, mount, a manifest naming it) waits for them (#settled). A crash before the
-      // rename leaves no blob and an upload nobody continues (purged like any idle one): no
-      // manifest can have been stored over it. Then the upload's files go.
+      // Verified. The 201 goes only once the blob is fsynced, renamed into content/ and linked
+      // into `name`, so a blob a client was told is stored survives a crash of this process
+      // (and of the machine). A commit that fails before its rename leaves the upload as it
+      // was, resumable. Then the upload is over; its files go after the answer (removing a
+      // duplicate's data can take a while under load). A crash before that leaves an upload
+      // nobody continues, purged like any idle one.
+      await this.#gcLock.shared(async () => {
+        await this.#commitBlob(data, digest, state.offset);
+        await this.#link(name, digest);
+      });
       this.#finished.add(id);
       this.#states.delete(id);
       this.#hasher.drop(id);
-      const key = pendingKey(name, digest);
-      const commit = this.#gcLock
-        .shared(async () => {
-          await this.#commitBlob(data, digest, state.offset);
-          await this.#link(name, digest);
-        })
-        .catch((err) => this.#logger.error('registry blob commit failed', { name, digest, upload: id, error: describeError(err) }));
-      this.#pending.set(key, commit);
-      const done = commit
-        .then(() => this.#dropUpload(id))
+      const cleanup = this.#dropUpload(id)
         .catch((err) => this.#logger.warn('registry upload cleanup failed', { upload: id, error: describeError(err) }))
         .finally(() => {
-          if (this.#pending.get(key) === commit) this.#pending.delete(key);
           this.#finished.delete(id);
-          this.#background.delete(done);
+          this.#background.delete(cleanup);
         });
-      this.#background.add(done);
-      return { digest, size: state.offset, committed: commit };
+      this.#background.add(cleanup);
+      return { digest, size: state.offset };
     });
   }
 
@@ -746,7 +728,7 @@ export class RegistryStore {
   }
 
   async #revisionRecord(name: string, digest: string): Promise<RevisionRecord | undefined> {
-    const key = pendingKey(name, digest);
+    const key = repoDigestKey(name, digest);
     const cached = this.#revisionCache.get(key);
     if (cached) return cached;
     const epoch = this.#manifestEpoch;
@@ -792,7 +774,6 @@ export class RegistryStore {
     return this.#gcLock.shared(async () => {
       const unknown: Descriptor[] = [];
       for (const d of requiredBlobs(manifest)) {
-        await this.#settled(name, d.digest);
         const ok = (await mtimeIfExists(this.#layerLink(name, d.digest))) !== undefined && (await this.content.has(d.digest));
         if (!ok) unknown.push(d);
       }
@@ -816,7 +797,7 @@ export class RegistryStore {
         await fs.mkdir(path.dirname(revision), { recursive: true });
         await writeJsonAtomic(revision, record);
         this.#manifestEpoch++;
-        this.#revisionCache.set(pendingKey(name, digest), record);
+        this.#revisionCache.set(repoDigestKey(name, digest), record);
         if (manifest.subject) {
           const dir = this.#referrersDir(name, manifest.subject.digest);
           await fs.mkdir(dir, { recursive: true });
@@ -856,7 +837,7 @@ export class RegistryStore {
       if (record.subject) await removeIfExists(path.join(this.#referrersDir(name, record.subject), hexOf(digest)));
       await removeIfExists(this.#revision(name, digest));
       this.#manifestEpoch++;
-      this.#revisionCache.delete(pendingKey(name, digest));
+      this.#revisionCache.delete(repoDigestKey(name, digest));
     });
   }
 
