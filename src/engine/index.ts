@@ -7,7 +7,7 @@
 import os from 'node:os';
 import { promises as fs } from 'node:fs';
 import { BaleiaError, conflict, describeError, isKind, shortId, type Logger } from '../lib/index.js';
-import { familiarName, parseChanges, type ImageStore, type ImageRecord } from '../image/index.js';
+import { familiarName, parseChanges, parseReference, type ImageStore, type ImageRecord } from '../image/index.js';
 import type { Snapshotter } from '../snapshot/index.js';
 import type { ContentStore } from '../content/index.js';
 import type { Runtime } from '../runtime/index.js';
@@ -178,12 +178,15 @@ export class Engine {
       if (before && !before.every((t) => img.created < t)) continue;
       if (since && !since.every((t) => img.created > t)) continue;
       if (until && !until.every((t) => Date.parse(img.created) < t)) continue;
-      let repoTags = img.repoTags;
+      let { repoTags, repoDigests } = img;
       if (references && references.length) {
-        repoTags = repoTags.filter((tag) => references.some((pattern) => referenceMatches(pattern, tag)));
-        if (repoTags.length === 0) continue;
+        // As dockerd: only the names that match are listed, digests included.
+        const matches = (name: string) => references.some((pattern) => referenceMatches(pattern, name));
+        repoTags = repoTags.filter(matches);
+        repoDigests = repoDigests.filter(matches);
+        if (repoTags.length === 0 && repoDigests.length === 0) continue;
       }
-      out.push(imageSummary({ ...img, repoTags }, config, counts.get(img.id) ?? 0));
+      out.push(imageSummary({ ...img, repoTags, repoDigests }, config, counts.get(img.id) ?? 0));
     }
     return out.sort((a, b) => (b.Created as number) - (a.Created as number));
   }
@@ -214,7 +217,16 @@ export class Engine {
       const untagged = familiarName(ref);
       await this.#images.untag(untagged);
       this.events.publish('image', 'untag', img.id, { name: untagged });
-      return [{ Untagged: untagged }];
+      out.push({ Untagged: untagged });
+      // As dockerd: the last tag of a repository takes that repository's digests with it.
+      const repo = untagged.replace(/:[^:/]+$/, '');
+      if (!img.repoTags.some((t) => t !== untagged && t.replace(/:[^:/]+$/, '') === repo)) {
+        for (const digest of img.repoDigests.filter((d) => d.replace(/@.*$/, '') === repo)) {
+          await this.#images.untag(digest);
+          out.push({ Untagged: digest });
+        }
+      }
+      return out;
     }
     if (users.length > 0) {
       const running = users.find((c) => c.State.Running);
@@ -300,10 +312,25 @@ export class Engine {
   // ---------------------------------------------------------------- registries
 
   /** `docker pull`: progress events as Docker's JSON messages; the image is stored when it resolves. */
+  /**
+   * `docker pull`: a reference with a tag or digest pulls that image; a bare repository pulls
+   * every tag the registry lists (`pull --all-tags`; the docker CLI and our CLI send
+   * `latest` otherwise), one after another, and resolves with the last.
+   */
   async pullImage(ref: string, options: { auth?: RegistryAuth; platform?: string; onProgress?: (e: ProgressEvent) => void; signal?: AbortSignal }): Promise<ImageRecord> {
-    const image = await this.#opts.registry.pull(ref, { images: this.#images, content: this.#opts.content, ...options });
-    this.events.publish('image', 'pull', familiarName(ref), { name: familiarName(ref) });
-    return image;
+    const parsed = parseReference(ref);
+    let refs = [ref];
+    if (parsed.tag === undefined && parsed.digest === undefined) {
+      const tags = await this.#opts.registry.listTags(ref, { auth: options.auth, signal: options.signal });
+      if (tags.length === 0) throw new BaleiaError('NotFound', `Cannot pull every tag of ${familiarName(ref)}: the registry lists none`);
+      refs = tags.map((tag) => `${ref}:${tag}`);
+    }
+    let image: ImageRecord | undefined;
+    for (const one of refs) {
+      image = await this.#opts.registry.pull(one, { images: this.#images, content: this.#opts.content, ...options });
+      this.events.publish('image', 'pull', familiarName(one), { name: familiarName(one) });
+    }
+    return image!;
   }
 
   /** `docker push`: one tag, or every tag of the repository when `tag` is empty. */
@@ -593,9 +620,10 @@ function volumeView(v: VolumeRecord): VolumeRecord {
 }
 
 /** `docker images --filter reference=busy*` matching against familiar names (with and without tag). */
+/** A `reference` filter's pattern against `name:tag` or `name@digest`, or against the name alone. */
 function referenceMatches(pattern: string, tag: string): boolean {
   const toRegex = (p: string) => new RegExp('^' + p.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\/]/g, '\\$&')).join('[^/]*') + '$');
-  const name = tag.replace(/:[^:/]+$/, '');
+  const name = tag.replace(/@.*$/, '').replace(/:[^:/]+$/, '');
   const re = toRegex(pattern);
   return re.test(tag) || re.test(name);
 }

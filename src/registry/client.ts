@@ -22,6 +22,8 @@ import { parseReference, withDefaultTag, type ImageRecord, type ImageStore } fro
 import { Authenticator, basicCredentials, decodeRegistryAuthHeader, type RegistryAuth } from './auth.js';
 import { fetchManifest, pullImage, type ProgressEvent } from './pull.js';
 import { pushImage } from './push.js';
+import { repositoryScope } from './auth.js';
+import { paths } from './routes.js';
 import { BlobSources, Endpoint, Session, readText, tokenFetch } from './session.js';
 
 export { decodeRegistryAuthHeader, type RegistryAuth, type ProgressEvent };
@@ -116,6 +118,39 @@ export class RegistryClient {
     const parsed = parseReference(ref);
     const session = this.#session(parsed.domain, opts.auth, opts.signal);
     return pushImage(session, withDefaultTag(parsed), { ...opts, sources: this.#sources, chunkSize: this.#opts.pushChunkSize });
+  }
+
+  /**
+   * Every tag of a repository (`pull --all-tags`), following the registry's `Link` pages; sorted
+   * as the registry lists them.
+   */
+  async listTags(repository: string, opts: { auth?: RegistryAuth; signal?: AbortSignal } = {}): Promise<string[]> {
+    const parsed = parseReference(repository);
+    const session = this.#session(parsed.domain, opts.auth, opts.signal);
+    const tags: string[] = [];
+    let next: string | undefined = `${paths.tags(parsed.path)}?n=1000`;
+    for (let page = 0; next !== undefined; page++) {
+      if (page === 1000) throw new BaleiaError('Unavailable', `Cannot list the tags of ${repository}: the registry's pages do not end`);
+      const res = await session.request('GET', next, { scopes: [repositoryScope(parsed.path, ['pull'])], signal: opts.signal });
+      const text = await readText(res, 16 * 1024 * 1024);
+      if (res.statusCode !== 200) {
+        const kind = res.statusCode === 401 ? 'Unauthorized' : res.statusCode === 403 ? 'Forbidden' : res.statusCode === 404 ? 'NotFound' : 'Unavailable';
+        throw new BaleiaError(kind, `Cannot list the tags of ${repository}: ${res.statusCode} ${res.statusMessage ?? ''}`.trim());
+      }
+      let body: { tags?: unknown };
+      try {
+        body = JSON.parse(text) as { tags?: unknown };
+      } catch (err) {
+        throw new BaleiaError('Unavailable', `Cannot list the tags of ${repository}: the registry answered with something that is not JSON`, { cause: err });
+      }
+      if (body.tags !== null && body.tags !== undefined && !Array.isArray(body.tags)) {
+        throw new BaleiaError('Unavailable', `Cannot list the tags of ${repository}: "tags" is not a list`);
+      }
+      for (const tag of (body.tags ?? []) as unknown[]) if (typeof tag === 'string') tags.push(tag);
+      // `Link: </v2/name/tags/list?last=x&n=1000>; rel="next"` (spec §"Listing Tags").
+      next = /<([^>]+)>\s*;\s*rel="?next"?/.exec(String(res.headers.link ?? ''))?.[1];
+    }
+    return tags;
   }
 
   /**

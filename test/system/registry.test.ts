@@ -87,6 +87,29 @@ describe('push and pull through baleiad', () => {
     assert.equal(run.stdout, 'via docker\n');
   });
 
+  test('push --all-tags and pull --all-tags, with our CLI and the docker CLI', async () => {
+    for (const [client, cli] of [
+      ['baleia', daemon.cli],
+      ['docker', daemon.docker],
+    ] as const) {
+      if (client === 'docker' && !hasDocker) continue;
+      const repo = `${addr}/all-${client}/bb`;
+      for (const tag of ['one', 'two']) ok(await cli(['tag', 'busybox', `${repo}:${tag}`]), `${client} tag ${tag}`);
+      const push = await cli(['push', '--all-tags', repo]);
+      ok(push, `${client} push --all-tags`);
+      assert.doesNotMatch(push.stdout, /Using default tag/);
+      const listed = await fetch(`http://${addr}/v2/all-${client}/bb/tags/list`);
+      assert.deepEqual(((await listed.json()) as { tags: string[] }).tags.sort(), ['one', 'two'], `${client}: tags in the registry`);
+      ok(await cli(['rmi', `${repo}:one`, `${repo}:two`]), `${client} rmi`);
+      // As with dockerd, the repository's last tag took its digest along: nothing is listed.
+      assert.equal((await cli(['images', '-q', repo])).stdout, '', `${client}: images of ${repo} after rmi`);
+      const pull = await cli(['pull', '--all-tags', repo]);
+      ok(pull, `${client} pull --all-tags`);
+      const tags = await cli(['images', '--format', '{{.Tag}}', repo]);
+      assert.deepEqual(tags.stdout.trim().split('\n').sort(), ['one', 'two'], `${client}: tags pulled`);
+    }
+  });
+
   test('skopeo reads what baleia pushed, with the same digest', { skip: !existsSync('/usr/bin/skopeo') && 'skopeo is not installed' }, async () => {
     const digest = (await daemon.cli(['images', '--digests', '--format', '{{.Digest}}', `${addr}/team/bb`])).stdout.trim().split('\n')[0];
     const inspect = await runCommand('skopeo', ['inspect', '--tls-verify=false', `docker://${addr}/team/bb:1`]);
