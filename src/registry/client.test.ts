@@ -542,3 +542,14 @@ test('a blob that is a valid layer but not the one named is refused before its l
   assert.deepEqual(layers.filter((n) => n.startsWith('.tmp-')), []);
   assert.deepEqual(await fs.readdir(path.join(b.dir, 'content', 'ingest')), []);
 });
+
+test('every tag of a repository is listed across the registry\'s Link pages; an unknown repository is NotFound', async (t) => {
+  const r = await withRegistry(t);
+  const image = await makeImage('paged');
+  const tags = ['a', 'b', 'c', 'd', 'e'];
+  for (const tag of tags) await pushImage(r, 'paged/app', image, tag);
+  const client = new RegistryClient({});
+  assert.deepEqual(await client.listTags(`${r.address}/paged/app`, { pageSize: 2 }), tags);
+  assert.deepEqual(await client.listTags(`${r.address}/paged/app`), tags);
+  await assert.rejects(client.listTags(`${r.address}/paged/none`), (err) => isKind(err, 'NotFound'));
+});

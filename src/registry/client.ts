@@ -124,11 +124,11 @@ export class RegistryClient {
    * Every tag of a repository (`pull --all-tags`), following the registry's `Link` pages; sorted
    * as the registry lists them.
    */
-  async listTags(repository: string, opts: { auth?: RegistryAuth; signal?: AbortSignal } = {}): Promise<string[]> {
+  async listTags(repository: string, opts: { auth?: RegistryAuth; signal?: AbortSignal; pageSize?: number } = {}): Promise<string[]> {
     const parsed = parseReference(repository);
     const session = this.#session(parsed.domain, opts.auth, opts.signal);
     const tags: string[] = [];
-    let next: string | undefined = `${paths.tags(parsed.path)}?n=1000`;
+    let next: string | undefined = `${paths.tags(parsed.path)}?n=${opts.pageSize ?? 1000}`;
     for (let page = 0; next !== undefined; page++) {
       if (page === 1000) throw new BaleiaError('Unavailable', `Cannot list the tags of ${repository}: the registry's pages do not end`);
       const res = await session.request('GET', next, { scopes: [repositoryScope(parsed.path, ['pull'])], signal: opts.signal });
