@@ -1,7 +1,8 @@
 /**
  * Rendering of JSON progress streams (pull, push, import, load, build) like docker's jsonmessage:
  * on a terminal each `id` keeps its own line, redrawn in place; elsewhere progress bars are dropped
- * and every status is printed once per message. A message with `errorDetail` ends the stream.
+ * and every status is printed once per message. A bar shows bytes, total and the speed of its
+ * phase. A message with `errorDetail` ends the stream.
  */
 import { BaleiaError } from '../lib/index.js';
 import { humanSize } from './units.js';
@@ -29,21 +30,43 @@ export class StreamError extends BaleiaError {
   }
 }
 
-function progressBar(detail: { current?: number; total?: number }, width: number): string {
+function progressBar(detail: { current?: number; total?: number }, width: number, speed?: number): string {
   const current = detail.current ?? 0;
   const total = detail.total ?? 0;
   if (current <= 0 && total <= 0) return '';
-  if (total <= 0) return humanSize(current);
-  const barWidth = Math.max(0, Math.min(50, width - 40));
+  if (total <= 0) return `${humanSize(current)}${speed !== undefined ? ` ${humanSize(speed)}/s` : ''}`;
+  const barWidth = Math.max(0, Math.min(50, width - 40 - (speed !== undefined ? 12 : 0)));
   const filled = Math.min(barWidth, Math.floor((current / total) * barWidth));
   const bar = barWidth > 0 ? `[${'='.repeat(Math.max(0, filled - 1))}${filled > 0 ? '>' : ''}${' '.repeat(barWidth - filled)}] ` : '';
-  return `${bar}${humanSize(current)}/${humanSize(total)}`;
+  return `${bar}${humanSize(current)}/${humanSize(total)}${speed !== undefined ? ` ${humanSize(speed)}/s` : ''}`;
 }
 
 export interface DisplayOptions {
   terminal: boolean;
   width?: number;
   onAux?: (aux: unknown) => void;
+  /** Clock in ms (tests). */
+  now?: () => number;
+}
+
+/**
+ * Bytes per second of one line's current phase (Downloading, Extracting, Pushing…): from the
+ * first message of that phase, shown once it has run a quarter of a second.
+ */
+class Speeds {
+  readonly #phases = new Map<string, { status: string; t0: number; c0: number }>();
+  constructor(private readonly now: () => number) {}
+  of(id: string, status: string, current: number | undefined): number | undefined {
+    if (current === undefined) return undefined;
+    const t = this.now();
+    const phase = this.#phases.get(id);
+    if (!phase || phase.status !== status || current < phase.c0) {
+      this.#phases.set(id, { status, t0: t, c0: current });
+      return undefined;
+    }
+    const seconds = (t - phase.t0) / 1000;
+    return seconds >= 0.25 ? (current - phase.c0) / seconds : undefined;
+  }
 }
 
 /** Print each message; throws StreamError at the first `errorDetail`. */
@@ -54,6 +77,7 @@ export async function displayJsonMessages(
 ): Promise<void> {
   const lines = new Map<string, number>();
   const width = options.width ?? 80;
+  const speeds = new Speeds(options.now ?? Date.now);
   for await (const m of messages) {
     if (m.errorDetail) throw new StreamError(m.errorDetail.message ?? m.error ?? 'unknown error', m.errorDetail.code || 1);
     if (m.aux !== undefined) {
@@ -63,7 +87,8 @@ export async function displayJsonMessages(
     // As jsonmessage: a message with an id and a progress object owns a line, redrawn in place;
     // any other message starts a new block of lines.
     const tracked = m.id !== undefined && m.id !== '' && (m.progressDetail !== undefined || !!m.progress);
-    const bar = m.progressDetail ? progressBar(m.progressDetail, width) : '';
+    const speed = m.id && m.progressDetail && options.terminal ? speeds.of(m.id, m.status ?? '', m.progressDetail.current) : undefined;
+    const bar = m.progressDetail ? progressBar(m.progressDetail, width, speed) : '';
     let diff = 0;
     if (tracked) {
       let line = lines.get(m.id!);
