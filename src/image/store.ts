@@ -191,6 +191,33 @@ export class ImageStore {
       if (intent) await this.#rollback(intent);
       await fs.rm(dir, { recursive: true, force: true });
     }
+    // Layers no image uses: a pull stopped between unpacking a layer and recording its image
+    // (a daemon killed mid-pull). Nothing else is in flight when the store opens. Their blobs
+    // stay in the content store, so pulling again unpacks them without a download.
+    const used = this.#usedLayers();
+    for (const chain of await this.#snapshots.listLayers()) {
+      if (used.has(chain)) continue;
+      this.#log.info('removing a layer no image uses', { layer: chain });
+      await this.#snapshots.removeLayer(chain).catch((err) => this.#log.warn('cannot remove layer', { layer: chain, err }));
+    }
+  }
+
+  /**
+   * Removes those of `chainIds` no image uses (what a failed pull unpacked before its image was
+   * recorded). A concurrent pull that needs one of them unpacks it again from its blob.
+   */
+  async dropUnusedLayers(chainIds: string[]): Promise<void> {
+    if (chainIds.length === 0) return;
+    await this.#exclusive(async () => {
+      const used = this.#usedLayers();
+      for (const chain of new Set(chainIds)) {
+        if (!used.has(chain)) await this.#snapshots.removeLayer(chain).catch((err) => this.#log.warn('cannot remove layer', { layer: chain, err }));
+      }
+    });
+  }
+
+  #usedLayers(): Set<string> {
+    return new Set([...this.#records.values()].flatMap((r) => r.layers.map((l) => l.chainId)));
   }
 
   async list(): Promise<ImageRecord[]> {
@@ -737,7 +764,7 @@ export class ImageStore {
   /** Removes the intent's layers and blobs that no committed record uses. */
   async #rollback(intent: Intent): Promise<void> {
     const recs = [...this.#records.values()];
-    const usedLayers = new Set(recs.flatMap((r) => r.layers.map((l) => l.chainId)));
+    const usedLayers = this.#usedLayers();
     const usedBlobs = new Set(recs.flatMap((r) => [r.id, r.manifestDigest, ...r.layers.map((l) => l.digest)].filter(Boolean) as string[]));
     for (const chain of intent.layers) {
       if (!usedLayers.has(chain)) await this.#snapshots.removeLayer(chain).catch((err) => this.#log.warn('cannot remove layer', { layer: chain, err }));

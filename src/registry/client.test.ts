@@ -326,7 +326,7 @@ test('a mirror is tried first and the registry itself when the mirror lacks the 
   assert.deepEqual(mirrorCatalog.repositories, ['lib/m']);
 });
 
-test('a layer whose bytes do not match its digest fails the pull, and nothing of it is kept', async (t) => {
+test('a layer whose bytes do not match its digest fails the pull; nothing of it is kept, nor the layers unpacked before', async (t) => {
   const r = await withRegistry(t);
   const b = await newStores(t, 'b');
   const image = await makeImage('corrupt');
@@ -360,6 +360,21 @@ test('a layer whose bytes do not match its digest fails the pull, and nothing of
   });
   assert.equal(await b.content.has(bad), false);
   await assert.rejects(b.images.resolve(`127.0.0.1:${port}/bad:v1`), (err: Error) => isKind(err, 'NotFound'));
+  // The good layer unpacked while the pull ran is removed with it (no image uses it); its
+  // verified blob stays, so a pull again needs no download for it.
+  const unpacked = async () => (await fs.readdir(path.join(b.dir, 'snapshots', 'layers'))).filter((n) => /^[0-9a-f]{64}$/.test(n));
+  assert.deepEqual(await unpacked(), []);
+  const good = digestOf(image.layers[0]!);
+  assert.equal(await b.content.has(good), true);
+  // A layer left by a daemon killed between unpacking and recording the image goes when the
+  // store opens again.
+  const diffIds = (JSON.parse(image.config.toString()) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids;
+  assert.equal(await b.images.unpackLayer({ digest: good, diffId: diffIds[0]!, chainId: chainIds(diffIds)[0]! }), true);
+  assert.equal((await unpacked()).length, 1);
+  const snapshots = new Snapshotter(b.dir);
+  await snapshots.init();
+  await new ImageStore({ root: b.dir, content: b.content, snapshots }).init();
+  assert.deepEqual(await unpacked(), []);
 });
 
 /** An image whose first layer holds `mb` MiB of random bytes (gzip cannot shrink it) and a second small one. */

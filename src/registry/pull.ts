@@ -439,98 +439,106 @@ export async function pullImage(session: Session, ref: Reference, opts: PullOpti
   for (const l of toFetch.slice(layerConcurrency)) emit({ status: 'Waiting', id: l.id, progressDetail: {} });
 
   const started = performance.now();
-  await eachLimit(toFetch, layerConcurrency, async (l, layerSignal) => {
-    const t0 = performance.now();
-    let firstByte = 0;
-    let lastByte = 0;
-    let lastEmit = 0;
-    let lastBytes = 0;
-    const onBytes = (n: number) => {
-      const now = performance.now();
-      if (!firstByte) firstByte = now;
-      if (n === l.desc.size) lastByte = now;
-      // At most ~10 messages a second per layer, plus the last one.
-      if ((n < l.desc.size && now - lastEmit < 100) || n === lastBytes) return;
-      lastEmit = now;
-      lastBytes = n;
-      emit({ status: 'Downloading', id: l.id, progressDetail: { current: n, total: l.desc.size }, progress: progressBar(n, l.desc.size) });
-    };
-    const downloaded = () => {
-      emit({ status: 'Verifying Checksum', id: l.id, progressDetail: {} });
-      emit({ status: 'Download complete', id: l.id, progressDetail: {} });
-    };
-    // Extract while downloading: each layer unpacks into its own directory, so layers need no
-    // order; the blob is committed (digest checked) just before its layer is.
-    const index = layerDescs.indexOf(l.desc);
-    const extract = !existing && index >= 0 && diffIds[index] !== undefined && chains[index] !== undefined;
-    let unpacked = false;
-    await fetchBlob(session, ref, l.desc, content, {
-      signal: layerSignal,
-      logger: log,
-      onBytes,
-      consume: extract
-        ? async (bytes, commit) => {
-            unpacked = await images.unpackLayer({
-              digest: l.desc.digest,
-              diffId: diffIds[index]!,
-              chainId: chains[index]!,
-              blob: bytes,
-              signal: layerSignal,
-              beforeCommit: async () => {
-                await commit();
-                downloaded();
-                emit({ status: 'Extracting', id: l.id, progressDetail: { current: l.desc.size, total: l.desc.size }, progress: progressBar(l.desc.size, l.desc.size) });
-              },
-            });
-            return unpacked;
-          }
-        : undefined,
-    });
-    if (!unpacked) downloaded();
-    if (extract) {
-      extracted.add(l.desc.digest);
-      emit({ status: 'Pull complete', id: l.id, progressDetail: {} });
-    }
-    const ms = (t: number) => (t ? Math.round(t - t0) : undefined);
-    log.debug('layer pulled', {
-      layer: l.desc.digest,
-      bytes: l.desc.size,
-      unpacked,
-      firstByteMs: ms(firstByte),
-      lastByteMs: ms(lastByte),
-      doneMs: ms(performance.now()),
-    });
-  }, signal);
-  log.debug('layers pulled', { layers: toFetch.length, ms: Math.round(performance.now() - started) });
-
-  for (const d of [configDesc, ...layerDescs]) opts.sources?.remember(session.endpoint.host, ref.path, d.digest);
-
+  // Layers this pull unpacked: if it fails before its image is recorded, those no image uses go.
+  const unpackedChains: string[] = [];
   let record: ImageRecord;
-  const tagRef = ref.digest === undefined && ref.tag !== undefined ? shown : undefined;
-  if (existing) {
-    if (tagRef) await images.tag(existing.id, tagRef);
-    record = existing;
-  } else {
-    const t0 = performance.now();
-    try {
-      record = await images.createImage({
-        config: configBytes,
-        layers: layerDescs.map((d) => ({ digest: d.digest, mediaType: d.mediaType })),
-        ...(tagRef ? { ref: tagRef } : {}),
-        manifest: image.body,
-        manifestDigest: image.digest,
-        signal,
+  try {
+    await eachLimit(toFetch, layerConcurrency, async (l, layerSignal) => {
+      const t0 = performance.now();
+      let firstByte = 0;
+      let lastByte = 0;
+      let lastEmit = 0;
+      let lastBytes = 0;
+      const onBytes = (n: number) => {
+        const now = performance.now();
+        if (!firstByte) firstByte = now;
+        if (n === l.desc.size) lastByte = now;
+        // At most ~10 messages a second per layer, plus the last one.
+        if ((n < l.desc.size && now - lastEmit < 100) || n === lastBytes) return;
+        lastEmit = now;
+        lastBytes = n;
+        emit({ status: 'Downloading', id: l.id, progressDetail: { current: n, total: l.desc.size }, progress: progressBar(n, l.desc.size) });
+      };
+      const downloaded = () => {
+        emit({ status: 'Verifying Checksum', id: l.id, progressDetail: {} });
+        emit({ status: 'Download complete', id: l.id, progressDetail: {} });
+      };
+      // Extract while downloading: each layer unpacks into its own directory, so layers need no
+      // order; the blob is committed (digest checked) just before its layer is.
+      const index = layerDescs.indexOf(l.desc);
+      const extract = !existing && index >= 0 && diffIds[index] !== undefined && chains[index] !== undefined;
+      let unpacked = false;
+      await fetchBlob(session, ref, l.desc, content, {
+        signal: layerSignal,
+        logger: log,
+        onBytes,
+        consume: extract
+          ? async (bytes, commit) => {
+              unpacked = await images.unpackLayer({
+                digest: l.desc.digest,
+                diffId: diffIds[index]!,
+                chainId: chains[index]!,
+                blob: bytes,
+                signal: layerSignal,
+                beforeCommit: async () => {
+                  await commit();
+                  downloaded();
+                  emit({ status: 'Extracting', id: l.id, progressDetail: { current: l.desc.size, total: l.desc.size }, progress: progressBar(l.desc.size, l.desc.size) });
+                },
+              });
+              if (unpacked) unpackedChains.push(chains[index]!);
+              return unpacked;
+            }
+          : undefined,
       });
-    } catch (err) {
-      if (isKind(err, 'InvalidArgument')) throw new BaleiaError('InvalidArgument', `Cannot pull "${shown}": ${describeError(err)}`, { cause: err });
-      throw err;
+      if (!unpacked) downloaded();
+      if (extract) {
+        extracted.add(l.desc.digest);
+        emit({ status: 'Pull complete', id: l.id, progressDetail: {} });
+      }
+      const ms = (t: number) => (t ? Math.round(t - t0) : undefined);
+      log.debug('layer pulled', {
+        layer: l.desc.digest,
+        bytes: l.desc.size,
+        unpacked,
+        firstByteMs: ms(firstByte),
+        lastByteMs: ms(lastByte),
+        doneMs: ms(performance.now()),
+      });
+    }, signal);
+    log.debug('layers pulled', { layers: toFetch.length, ms: Math.round(performance.now() - started) });
+
+    for (const d of [configDesc, ...layerDescs]) opts.sources?.remember(session.endpoint.host, ref.path, d.digest);
+
+    const tagRef = ref.digest === undefined && ref.tag !== undefined ? shown : undefined;
+    if (existing) {
+      if (tagRef) await images.tag(existing.id, tagRef);
+      record = existing;
+    } else {
+      const t0 = performance.now();
+      try {
+        record = await images.createImage({
+          config: configBytes,
+          layers: layerDescs.map((d) => ({ digest: d.digest, mediaType: d.mediaType })),
+          ...(tagRef ? { ref: tagRef } : {}),
+          manifest: image.body,
+          manifestDigest: image.digest,
+          signal,
+        });
+      } catch (err) {
+        if (isKind(err, 'InvalidArgument')) throw new BaleiaError('InvalidArgument', `Cannot pull "${shown}": ${describeError(err)}`, { cause: err });
+        throw err;
+      }
+      log.debug('image record created', { image: record.id, ms: Math.round(performance.now() - t0) });
+      // Layers not extracted while downloading were unpacked by createImage.
+      for (const l of toFetch.filter((x) => !extracted.has(x.desc.digest))) {
+        emit({ status: 'Extracting', id: l.id, progressDetail: { current: l.desc.size, total: l.desc.size }, progress: progressBar(l.desc.size, l.desc.size) });
+        emit({ status: 'Pull complete', id: l.id, progressDetail: {} });
+      }
     }
-    log.debug('image record created', { image: record.id, ms: Math.round(performance.now() - t0) });
-    // Layers not extracted while downloading were unpacked by createImage.
-    for (const l of toFetch.filter((x) => !extracted.has(x.desc.digest))) {
-      emit({ status: 'Extracting', id: l.id, progressDetail: { current: l.desc.size, total: l.desc.size }, progress: progressBar(l.desc.size, l.desc.size) });
-      emit({ status: 'Pull complete', id: l.id, progressDetail: {} });
-    }
+  } catch (err) {
+    await images.dropUnusedLayers(unpackedChains).catch((dropErr: unknown) => log.warn('cannot remove the layers of a failed pull', { err: dropErr }));
+    throw err;
   }
   // RepoDigests name what was pulled: the index digest for a multi-platform image.
   await images.tag(record.id, `${familiarRepository(ref)}@${top.digest}`);
