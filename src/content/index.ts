@@ -205,6 +205,23 @@ export class ContentStore {
   }
 
   /**
+   * Moves in a file whose digest the caller computed from the very bytes it wrote and then
+   * fsynced (a staged `docker load` member in the daemon's own work directory): no second
+   * hashing pass. The file must be on the store's filesystem; anything not yet hashed by its
+   * writer goes through importFile or ingest instead.
+   */
+  async adoptFile(file: string, digest: string): Promise<void> {
+    const target = this.path(digest);
+    try {
+      await fs.rename(file, target);
+      await syncDir(path.dirname(target));
+    } catch (err) {
+      if (errnoCode(err) !== 'EXDEV') throw err;
+      await this.importFile(file, { expected: digest });
+    }
+  }
+
+  /**
    * Moves a file that the caller wrote (and fsynced) into the store, hashing it again so the
    * blob is verified before it is visible. The file is consumed (renamed or removed).
    */

@@ -4,7 +4,7 @@ import { createReadStream, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import tarStream from 'tar-stream';
 import { ContentStore } from '../content/index.js';
@@ -337,6 +337,61 @@ test('a truncated archive, a corrupt layer and bad JSON are refused and change n
     const escaping = await makeTar([{ name: 'x', content: 'x' }]);
     await assert.rejects(images.load(Readable.from([escaping])), /neither manifest\.json nor index\.json/);
     assert.deepEqual(await snapshotState(root), before);
+  });
+});
+
+test('layers of a MiB or more are unpacked while the archive is read; a wrong one, a gzip one and a non-tar member too', async () => {
+  await withStore(async ({ images, snapshots, content, root }) => {
+    const before = await snapshotState(root);
+    const big = async (name: string) => makeTar([{ name: `data/${name}`, content: randomBytes(1536 * 1024) }, { name: 'etc/', type: 'directory' }, { name: 'etc/tag', content: name }]);
+    const l1 = await big('one');
+    const l2 = await big('two');
+    // Layer 2 replaced by another big tar: its diff ID does not match the config's.
+    const wrong = await legacyArchive([l1, l2], { tags: ['wrong:1'] });
+    const swapped = await makeTar((await entriesOf(wrong.tar)).map((e, i, all) => (e.name === all.filter((x) => x.name.endsWith('layer.tar'))[1]!.name ? { ...e, content: l1 } : e)));
+    await assert.rejects(images.load(Readable.from([swapped])), /diff ID mismatch/);
+    assert.deepEqual(await snapshotState(root), before, 'nothing kept, no prepared layer left');
+
+    // A member of a MiB that is not a tar at all rides along (it is staged, its unpacking fails).
+    const good = await legacyArchive([l1, l2], { tags: ['good:1'] });
+    const withJunk = await makeTar([...(await entriesOf(good.tar)), { name: 'junk.bin', content: randomBytes(1 << 20) }]);
+    const prepare = snapshots.prepareLayer.bind(snapshots);
+    let prepared = 0;
+    snapshots.prepareLayer = (tar, opts) => {
+      prepared++;
+      return prepare(tar, opts);
+    };
+    const [loaded] = await images.load(Readable.from([withJunk]));
+    assert.equal(prepared, 3, 'both layers and the junk member were unpacked as they were read');
+    assert.equal(loaded!.id, good.id);
+    const record = await images.resolve('good:1');
+    const chains = chainIds(good.diffIds);
+    assert.deepEqual(record.layers.map((l) => l.chainId), chains);
+    for (const [i, chain] of chains.entries()) {
+      assert.equal((await snapshots.layerInfo(chain)).diffId, good.diffIds[i]);
+      assert.equal(await fs.readFile(path.join(snapshots.layerPath(chain), 'etc', 'tag'), 'utf8'), i === 0 ? 'one' : 'two');
+      // The blob moved in from the staged copy is the layer tar, byte for byte.
+      assert.ok((await content.read(record.layers[i]!.digest!)).equals(i === 0 ? l1 : l2));
+    }
+    assert.deepEqual((await fs.readdir(path.join(root, 'snapshots', 'layers'))).filter((n) => n.startsWith('.')), []);
+
+    // An OCI layout whose big layer is gzip: unpacked through gunzip while read.
+    const l3 = await big('three');
+    const gz = gzipSync(l3);
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha(l3)] } }));
+    const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length }, layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: sha(gz), size: gz.length }] }));
+    const oci = await makeTar([
+      { name: 'oci-layout', content: '{"imageLayoutVersion":"1.0.0"}' },
+      { name: `blobs/sha256/${hex(sha(gz))}`, content: gz },
+      { name: `blobs/sha256/${hex(sha(config))}`, content: config },
+      { name: `blobs/sha256/${hex(sha(manifest))}`, content: manifest },
+      { name: 'index.json', content: JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha(manifest), size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': 'gz:1' } }] }) },
+    ]);
+    await images.load(Readable.from([oci]));
+    const gzRecord = await images.resolve('gz:1');
+    assert.equal(await fs.readFile(path.join(snapshots.layerPath(gzRecord.layers[0]!.chainId), 'etc', 'tag'), 'utf8'), 'three');
+    assert.deepEqual((await fs.readdir(path.join(root, 'snapshots', 'layers'))).filter((n) => n.startsWith('.')), []);
+    assert.deepEqual(await fs.readdir(path.join(root, 'images', 'tmp')), []);
   });
 });
 

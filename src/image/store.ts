@@ -5,6 +5,7 @@ import { PassThrough, Readable } from 'node:stream';
 import tarStream from 'tar-stream';
 import {
   BaleiaError,
+  Sha256,
   invalidArgument,
   notFound,
   readJsonIfExists,
@@ -13,7 +14,7 @@ import {
   type Logger,
 } from '../lib/index.js';
 import { ContentStore, digestHex, sha256Digest } from '../content/index.js';
-import { Snapshotter, decompressIfNeeded, readTar } from '../snapshot/index.js';
+import { Snapshotter, decompressIfNeeded, readTar, type PreparedLayer } from '../snapshot/index.js';
 import { parseChanges, type ContainerConfig } from './changes.js';
 import { formatFamiliar, formatFull, parseReference, withDefaultTag } from './reference.js';
 
@@ -111,6 +112,8 @@ interface Staged {
   digest: string;
   size: number;
   data?: Buffer;
+  /** The member unpacked as a layer while it was read (load), waiting for its chain ID. */
+  prepared?: PreparedLayer;
 }
 
 interface PlannedImage {
@@ -411,8 +414,8 @@ export class ImageStore {
   async load(tar: NodeJS.ReadableStream, opts: { signal?: AbortSignal } = {}): Promise<Array<{ ref?: string; id: string }>> {
     const intent: Intent = { layers: [], blobs: [] };
     const work = await this.#newWork(intent);
+    const members = new Map<string, Staged>();
     try {
-      const members = new Map<string, Staged>();
       const links = new Map<string, string>();
       let n = 0;
       try {
@@ -420,7 +423,11 @@ export class ImageStore {
           if (opts.signal?.aborted) throw new BaleiaError('Cancelled', 'Cannot load image: cancelled');
           const name = normalizeMember(header.name);
           if (header.type === 'file') {
-            const staged = await this.#stage(Readable.from(body), work, `m${n++}`, opts.signal, 8 << 20);
+            // A member that can be a layer is unpacked while it is read; which layer of which
+            // image it is (its chain ID) is known only once the manifest, often last, is read.
+            const layerLike = header.size >= 1 << 20 && !name.endsWith('.json');
+            const prepare = layerLike ? (bytes: AsyncIterable<Buffer>) => this.#snapshots.prepareLayer(decompressIfNeeded(bytes, { signal: opts.signal }), { signal: opts.signal }) : undefined;
+            const staged = await this.#stage(Readable.from(body), work, `m${n++}`, opts.signal, 8 << 20, prepare);
             members.set(name, staged);
           } else if (header.type === 'symlink') {
             links.set(name, normalizeMember(path.posix.join(path.posix.dirname(name), header.linkname)));
@@ -510,7 +517,12 @@ export class ImageStore {
             const layers: ImageLayer[] = [];
             for (let i = 0; i < p.layers.length; i++) {
               const { staged, mediaType } = p.layers[i]!;
-              const info = await this.#unpackFrom(chains[i]!, p.diffIds[i]!, () => createReadStream(staged.file), intent, work, opts.signal);
+              let info: { size: number; tarSize: number };
+              if (staged.prepared && staged.prepared.diffId === p.diffIds[i] && !(await this.#snapshots.hasLayer(chains[i]!))) {
+                await this.#note(intent, work, { layers: [chains[i]!] });
+                info = await staged.prepared.commit(chains[i]!);
+                staged.prepared = undefined;
+              } else info = await this.#unpackFrom(chains[i]!, p.diffIds[i]!, () => createReadStream(staged.file), intent, work, opts.signal);
               let digest = imported.get(staged.file);
               if (!digest) {
                 digest = await this.#addFile(staged, intent, work);
@@ -538,6 +550,8 @@ export class ImageStore {
         }
       });
     } finally {
+      // Members unpacked while read that no image placed (or that failed their diff ID check).
+      for (const m of members.values()) await m.prepared?.discard().catch((err: unknown) => this.#log.warn('cannot remove an unused prepared layer', { err }));
       await fs.rm(work, { recursive: true, force: true });
     }
   }
@@ -774,28 +788,77 @@ export class ImageStore {
     }
   }
 
-  /** Copies a stream to a file in `work`, hashing it; keeps small members in memory too. */
-  async #stage(stream: NodeJS.ReadableStream, work: string, name: string, signal?: AbortSignal, keepUnder = 0): Promise<Staged> {
+  /**
+   * Copies a stream to a file in `work`, hashing it (on a worker thread once it is large) and
+   * writing it in 1 MiB batches; keeps small members in memory too. With `prepare`, the same
+   * bytes also feed a layer extraction running alongside (`docker load` unpacks a layer while
+   * it reads it); if that extraction fails the file is still staged whole and the caller falls
+   * back to unpacking from it.
+   */
+  async #stage(
+    stream: NodeJS.ReadableStream,
+    work: string,
+    name: string,
+    signal?: AbortSignal,
+    keepUnder = 0,
+    prepare?: (bytes: AsyncIterable<Buffer>) => Promise<PreparedLayer>,
+  ): Promise<Staged> {
     const file = path.join(work, name);
-    const hash = createHash('sha256');
+    const hash = new Sha256();
     let size = 0;
     const kept: Buffer[] = [];
+    const batch: Buffer[] = [];
+    let batched = 0;
+    let feed: PassThrough | undefined;
+    let preparing: Promise<PreparedLayer | undefined> | undefined;
+    let prepareSettled = false;
+    if (prepare) {
+      const input = new PassThrough({ highWaterMark: 4 << 20 });
+      feed = input;
+      preparing = prepare(input)
+        .catch((err: unknown) => {
+          this.#log.debug('layer not unpacked while loading; unpacked from its staged copy instead', { member: name, err });
+          return undefined;
+        })
+        .finally(() => {
+          prepareSettled = true;
+          input.destroy();
+        });
+    }
     const handle = await fs.open(file, 'wx', 0o600);
     try {
-      for await (const c of stream as AsyncIterable<Buffer | string>) {
-        if (signal?.aborted) throw new BaleiaError('Cancelled', 'Cannot stage image data: cancelled');
-        const chunk = typeof c === 'string' ? Buffer.from(c) : c;
-        hash.update(chunk);
-        size += chunk.length;
-        if (size <= keepUnder) kept.push(Buffer.from(chunk));
-        await handle.write(chunk);
+      try {
+        for await (const c of stream as AsyncIterable<Buffer | string>) {
+          if (signal?.aborted) throw new BaleiaError('Cancelled', 'Cannot stage image data: cancelled');
+          const chunk = typeof c === 'string' ? Buffer.from(c) : c;
+          hash.update(chunk);
+          size += chunk.length;
+          if (size <= keepUnder) kept.push(chunk);
+          batch.push(chunk);
+          batched += chunk.length;
+          if (batched >= 1 << 20) {
+            await handle.write(Buffer.concat(batch, batched));
+            batch.length = 0;
+            batched = 0;
+          }
+          if (feed && !prepareSettled && !feed.write(chunk)) await Promise.race([new Promise((resolve) => feed.once('drain', resolve)), preparing]);
+          await hash.ready();
+        }
+        if (batched > 0) await handle.write(Buffer.concat(batch, batched));
+        feed?.end();
+        await handle.sync();
+      } catch (err) {
+        hash.dispose();
+        feed?.destroy();
+        (await preparing)?.discard().catch(() => {});
+        throw err;
       }
-      await handle.sync();
     } finally {
       await handle.close();
     }
-    const staged: Staged = { file, digest: 'sha256:' + hash.digest('hex'), size };
+    const staged: Staged = { file, digest: await hash.digest(), size };
     if (size <= keepUnder) staged.data = Buffer.concat(kept);
+    if (preparing) staged.prepared = await preparing;
     return staged;
   }
 
@@ -827,7 +890,8 @@ export class ImageStore {
   async #addFile(staged: Staged, intent: Intent, work: string): Promise<string> {
     if (!(await this.#content.has(staged.digest))) {
       await this.#note(intent, work, { blobs: [staged.digest] });
-      await this.#content.importFile(staged.file, { expected: staged.digest });
+      // #stage hashed these very bytes as it wrote and fsynced them: no second pass.
+      await this.#content.adoptFile(staged.file, staged.digest);
     }
     return staged.digest;
   }

@@ -245,6 +245,15 @@ async function mountPoints(): Promise<Set<string>> {
   return set;
 }
 
+/** A layer extracted and hashed but not yet in place: see Snapshotter.prepareLayer. */
+export interface PreparedLayer {
+  diffId: string;
+  size: number;
+  tarSize: number;
+  commit(chainId: string): Promise<LayerInfo>;
+  discard(): Promise<void>;
+}
+
 export class Snapshotter {
   readonly #root: string;
   readonly #layers: string;
@@ -383,6 +392,69 @@ export class Snapshotter {
     } finally {
       await sys.close();
     }
+  }
+
+  /**
+   * Extracts a layer tar before its chain ID is known (`docker load` reads a layer before the
+   * manifest that places it): the result is invisible until `commit(chainId)` renames it into
+   * place, and `discard()` removes it. A crash leaves a `.tmp-` directory that init() removes.
+   */
+  async prepareLayer(tar: AsyncIterable<Buffer>, opts: { signal?: AbortSignal } = {}): Promise<PreparedLayer> {
+    const hash = new Sha256();
+    let tarSize = 0;
+    const hashed = (async function* () {
+      for await (const chunk of tar) {
+        hash.update(chunk);
+        tarSize += chunk.length;
+        await hash.ready();
+        yield chunk;
+      }
+    })();
+    const tmp = path.join(this.#layers, `.tmp-${randomBytes(8).toString('hex')}`);
+    const fsDir = path.join(tmp, 'fs');
+    await fs.mkdir(fsDir, { recursive: true, mode: 0o755 });
+    const sys = new Sys();
+    let size: number;
+    let diffId: string;
+    try {
+      size = await extract(fsDir, hashed, sys, opts.signal);
+      diffId = await hash.digest();
+    } catch (err) {
+      hash.dispose();
+      void hashed.return(undefined).catch(() => {});
+      await fs.rm(tmp, { recursive: true, force: true });
+      throw err;
+    } finally {
+      await sys.close();
+    }
+    let done = false;
+    return {
+      diffId,
+      size,
+      tarSize,
+      commit: async (chainId: string) => {
+        if (done) throw internal('Cannot commit a prepared layer twice');
+        done = true;
+        const hex = hexOf(chainId, 'chain ID');
+        const info: LayerInfo = { chainId: `sha256:${hex}`, diffId, size, tarSize };
+        try {
+          await writeJsonAtomic(path.join(tmp, 'meta.json'), info);
+          await fs.rename(tmp, path.join(this.#layers, hex));
+        } catch (err) {
+          await fs.rm(tmp, { recursive: true, force: true });
+          // The layer exists already (an earlier image, a concurrent apply): same content.
+          if (errnoCode(err) === 'ENOTEMPTY' || errnoCode(err) === 'EEXIST') return { ...(await this.layerInfo(chainId)), diffId };
+          throw err;
+        }
+        await syncDir(this.#layers);
+        return info;
+      },
+      discard: async () => {
+        if (done) return;
+        done = true;
+        await fs.rm(tmp, { recursive: true, force: true });
+      },
+    };
   }
 
   /** Removes a layer; a missing layer is not an error. The caller checks that no image uses it. */
