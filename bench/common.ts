@@ -11,6 +11,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { daemonNodeFlags } from '../src/lib/node-flags.js';
 
 export type EngineName = 'baleia' | 'docker';
 export type ClientName = 'docker' | 'baleia';
@@ -513,7 +514,7 @@ export async function startBaleia(
   const t0 = process.hrtime.bigint();
   let proc: ChildProcess;
   try {
-    proc = spawn(process.execPath, [daemonMain, '--root', root, '--exec-root', execRoot, '-H', `unix://${socket}`, '--log-level', 'warn', ...extraArgs], {
+    proc = spawn(process.execPath, [...daemonNodeFlags, daemonMain, '--root', root, '--exec-root', execRoot, '-H', `unix://${socket}`, '--log-level', 'warn', ...extraArgs], {
       detached: true,
       stdio: ['ignore', logFd, logFd],
       env: settings.baseEnv,

@@ -54,6 +54,7 @@ import {
   intFlag,
   listFlag,
 } from './common.js';
+import { registryNodeFlags } from '../src/lib/node-flags.js';
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -349,7 +350,6 @@ function httpStatus(url: string, timeoutMs = 1000): Promise<number> {
  * The node flags the launcher (`./baleia`) gives `registry serve`, so the bench runs the server
  * as users do (not through the launcher itself: it would rebuild a stale tree mid-bench).
  */
-const registryNodeFlags = ['--initial-old-space-size=128'];
 
 let registrySeq = 0;
 async function startRegistry(kind: Registry['kind'], tmp: string): Promise<Registry> {

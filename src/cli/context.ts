@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, openSync, closeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { BaleiaError, isKind } from '../lib/index.js';
+import { daemonNodeFlags } from '../lib/node-flags.js';
 import { EngineClient, defaultHost } from '../api/client.js';
 
 export const daemonLogFile = '/var/log/baleia/baleiad.log';
@@ -82,7 +83,7 @@ export class Cli {
     const logFd = openSync(daemonLogFile, 'a');
     const main = fileURLToPath(new URL('./main.js', import.meta.url));
     try {
-      const child = spawn(process.execPath, [main, 'daemon'], {
+      const child = spawn(process.execPath, [...daemonNodeFlags, main, 'daemon'], {
         detached: true,
         stdio: ['ignore', logFd, logFd],
       });

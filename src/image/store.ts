@@ -426,7 +426,13 @@ export class ImageStore {
             // A member that can be a layer is unpacked while it is read; which layer of which
             // image it is (its chain ID) is known only once the manifest, often last, is read.
             const layerLike = header.size >= 1 << 20 && !name.endsWith('.json');
-            const prepare = layerLike ? (bytes: AsyncIterable<Buffer>) => this.#snapshots.prepareLayer(decompressIfNeeded(bytes, { signal: opts.signal }), { signal: opts.signal }) : undefined;
+            const prepare = layerLike
+              ? (bytes: AsyncIterable<Buffer>, head: Buffer, digest: Promise<string>) =>
+                  // An uncompressed member's digest (hashed as it is staged) is its diff ID.
+                  sniffMediaType(head, false) === mediaTypes.dockerLayer
+                    ? this.#snapshots.prepareLayer(bytes, { signal: opts.signal, diffId: digest })
+                    : this.#snapshots.prepareLayer(decompressIfNeeded(bytes, { signal: opts.signal }), { signal: opts.signal })
+              : undefined;
             const staged = await this.#stage(Readable.from(body), work, `m${n++}`, opts.signal, 8 << 20, prepare);
             members.set(name, staged);
           } else if (header.type === 'symlink') {
@@ -801,7 +807,7 @@ export class ImageStore {
     name: string,
     signal?: AbortSignal,
     keepUnder = 0,
-    prepare?: (bytes: AsyncIterable<Buffer>) => Promise<PreparedLayer>,
+    prepare?: (bytes: AsyncIterable<Buffer>, head: Buffer, digest: Promise<string>) => Promise<PreparedLayer>,
   ): Promise<Staged> {
     const file = path.join(work, name);
     const hash = new Sha256();
@@ -812,10 +818,16 @@ export class ImageStore {
     let feed: PassThrough | undefined;
     let preparing: Promise<PreparedLayer | undefined> | undefined;
     let prepareSettled = false;
-    if (prepare) {
+    // What the extraction learns of this stream's digest (settled once staging ends either way).
+    let settleDigest: (digest: string | Error) => void = () => {};
+    const digest = new Promise<string>((resolve, reject) => {
+      settleDigest = (d) => (typeof d === 'string' ? resolve(d) : reject(d));
+    });
+    digest.catch(() => {});
+    const startPreparing = (head: Buffer) => {
       const input = new PassThrough({ highWaterMark: 4 << 20 });
       feed = input;
-      preparing = prepare(input)
+      preparing = prepare!(input, head, digest)
         .catch((err: unknown) => {
           this.#log.debug('layer not unpacked while loading; unpacked from its staged copy instead', { member: name, err });
           return undefined;
@@ -824,13 +836,14 @@ export class ImageStore {
           prepareSettled = true;
           input.destroy();
         });
-    }
+    };
     const handle = await fs.open(file, 'wx', 0o600);
     try {
       try {
         for await (const c of stream as AsyncIterable<Buffer | string>) {
           if (signal?.aborted) throw new BaleiaError('Cancelled', 'Cannot stage image data: cancelled');
           const chunk = typeof c === 'string' ? Buffer.from(c) : c;
+          if (prepare && !feed && chunk.length > 0) startPreparing(chunk);
           hash.update(chunk);
           size += chunk.length;
           if (size <= keepUnder) kept.push(chunk);
@@ -841,7 +854,8 @@ export class ImageStore {
             batch.length = 0;
             batched = 0;
           }
-          if (feed && !prepareSettled && !feed.write(chunk)) await Promise.race([new Promise((resolve) => feed.once('drain', resolve)), preparing]);
+          const input = feed;
+          if (input && !prepareSettled && !input.write(chunk)) await Promise.race([new Promise((resolve) => input.once('drain', resolve)), preparing]);
           await hash.ready();
         }
         if (batched > 0) await handle.write(Buffer.concat(batch, batched));
@@ -849,6 +863,7 @@ export class ImageStore {
         await handle.sync();
       } catch (err) {
         hash.dispose();
+        settleDigest(err instanceof Error ? err : new Error(String(err)));
         feed?.destroy();
         (await preparing)?.discard().catch(() => {});
         throw err;
@@ -856,7 +871,15 @@ export class ImageStore {
     } finally {
       await handle.close();
     }
-    const staged: Staged = { file, digest: await hash.digest(), size };
+    let staged: Staged;
+    try {
+      staged = { file, digest: await hash.digest(), size };
+    } catch (err) {
+      settleDigest(err instanceof Error ? err : new Error(String(err)));
+      (await preparing)?.discard().catch(() => {});
+      throw err;
+    }
+    settleDigest(staged.digest);
     if (size <= keepUnder) staged.data = Buffer.concat(kept);
     if (preparing) staged.prepared = await preparing;
     return staged;

@@ -399,14 +399,18 @@ export class Snapshotter {
    * manifest that places it): the result is invisible until `commit(chainId)` renames it into
    * place, and `discard()` removes it. A crash leaves a `.tmp-` directory that init() removes.
    */
-  async prepareLayer(tar: AsyncIterable<Buffer>, opts: { signal?: AbortSignal } = {}): Promise<PreparedLayer> {
-    const hash = new Sha256();
+  async prepareLayer(tar: AsyncIterable<Buffer>, opts: { signal?: AbortSignal; diffId?: Promise<string> } = {}): Promise<PreparedLayer> {
+    // `diffId`: the caller hashes these very bytes already (an uncompressed member staged as a
+    // blob: its digest is its diff ID), so they are not hashed twice.
+    const hash = opts.diffId ? undefined : new Sha256();
     let tarSize = 0;
     const hashed = (async function* () {
       for await (const chunk of tar) {
-        hash.update(chunk);
         tarSize += chunk.length;
-        await hash.ready();
+        if (hash) {
+          hash.update(chunk);
+          await hash.ready();
+        }
         yield chunk;
       }
     })();
@@ -418,9 +422,9 @@ export class Snapshotter {
     let diffId: string;
     try {
       size = await extract(fsDir, hashed, sys, opts.signal);
-      diffId = await hash.digest();
+      diffId = hash ? await hash.digest() : await opts.diffId!;
     } catch (err) {
-      hash.dispose();
+      hash?.dispose();
       void hashed.return(undefined).catch(() => {});
       await fs.rm(tmp, { recursive: true, force: true });
       throw err;
