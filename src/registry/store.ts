@@ -625,9 +625,11 @@ export class RegistryStore {
       // Verified. The 201 goes only once the blob is fsynced, renamed into content/ and linked
       // into `name`, so a blob a client was told is stored survives a crash of this process
       // (and of the machine). A commit that fails before its rename leaves the upload as it
-      // was, resumable. Then the upload is over; its files go after the answer (removing a
-      // duplicate's data can take a while under load). A crash before that leaves an upload
-      // nobody continues, purged like any idle one.
+      // was, resumable. Then the upload is over and its files are removed before the answer
+      // too: left for later, removing the data of 7 duplicate uploads of each layer (8 clients
+      // pushing one image) ran into the pulls that followed (bench: pull 1.13× of
+      // distribution's time with it deferred, 1.00× without). A crash in between leaves an
+      // upload nobody continues, purged like any idle one.
       await this.#gcLock.shared(async () => {
         await this.#commitBlob(data, digest, state.offset);
         await this.#link(name, digest);
@@ -642,6 +644,7 @@ export class RegistryStore {
           this.#background.delete(cleanup);
         });
       this.#background.add(cleanup);
+      await cleanup;
       return { digest, size: state.offset };
     });
   }
