@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { Sha256 } from './sha256.js';
+import { Sha256, hashThreads, setHashThreadIdleMs } from './sha256.js';
 
 const reference = (data: Buffer) => 'sha256:' + createHash('sha256').update(data).digest('hex');
 
@@ -34,4 +34,26 @@ test('Sha256 hashes many streams at once and forgets a disposed one', async () =
   abandoned.dispose();
   assert.deepEqual(await Promise.all(hashes.map((h) => h.digest())), inputs.map(reference));
   await assert.rejects(hashes[0]!.digest(), /twice/);
+});
+
+test('hashing threads stop once idle and start again for the next large hash', async () => {
+  setHashThreadIdleMs(50);
+  try {
+    const big = Buffer.alloc(8 << 20, 7);
+    const hash = async () => {
+      const h = new Sha256();
+      h.update(big);
+      await h.ready();
+      return h.digest();
+    };
+    const want = 'sha256:' + createHash('sha256').update(big).digest('hex');
+    assert.equal(await hash(), want);
+    assert.ok(hashThreads() > 0);
+    for (let i = 0; i < 100 && hashThreads() > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(hashThreads(), 0, 'idle threads stopped');
+    assert.equal(await hash(), want);
+    assert.ok(hashThreads() > 0);
+  } finally {
+    setHashThreadIdleMs(1000);
+  }
 });

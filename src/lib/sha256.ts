@@ -12,8 +12,8 @@
  * `update` keeps a reference to what it is given until it copies it into a message: the caller
  * must not change a chunk afterwards. `ready()` holds the caller back while more than 4 MiB
  * wait for the worker (little backlog: the digest is ready soon after the last byte). Workers (at most two, the CPUs
- * these machines have to spare) start on first use and keep the process alive only while they
- * have work.
+ * these machines have to spare) start on first use, keep the process alive only while they
+ * have work, and stop after a second without any.
  */
 import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
@@ -58,10 +58,27 @@ interface Job {
   failed?: unknown;
 }
 
+/**
+ * A worker with nothing to do for this long is stopped: a thread and its buffers hold ~25 MB
+ * that an idle daemon should not. A new one is ready in ~50 ms, while the first MiB of the next
+ * large hash is hashed on the calling thread anyway.
+ */
+let idleMs = 1000;
+
+/** Hashing threads running now, and how long one may idle before it stops (tests). */
+export function hashThreads(): number {
+  return pool.length;
+}
+export function setHashThreadIdleMs(ms: number): void {
+  idleMs = ms;
+  for (const w of pool) w.rearm();
+}
+
 class HashWorker {
   readonly #worker: Worker;
   readonly #jobs = new Map<number, Job>();
   #busy = 0;
+  #idle: NodeJS.Timeout | undefined;
   dead = false;
 
   constructor() {
@@ -78,6 +95,7 @@ class HashWorker {
       } else if (m.op === 'digest') {
         this.#jobs.delete(m.id);
         job.done?.resolve(m.hex ?? '');
+        this.#idleCheck();
       }
     });
     const fail = (err: unknown) => {
@@ -104,6 +122,8 @@ class HashWorker {
   }
 
   open(id: number): Job {
+    clearTimeout(this.#idle);
+    this.#idle = undefined;
     const job: Job = { behind: 0, waiters: [] };
     this.#jobs.set(id, job);
     return job;
@@ -132,6 +152,28 @@ class HashWorker {
   drop(id: number): void {
     if (!this.#jobs.delete(id)) return;
     this.#worker.postMessage({ op: 'drop', id });
+    this.#idleCheck();
+  }
+
+  rearm(): void {
+    clearTimeout(this.#idle);
+    this.#idle = undefined;
+    this.#idleCheck();
+  }
+
+  /** Stops the thread once it has had no job for idleMs; the next hash starts a new one. */
+  #idleCheck(): void {
+    if (this.#busy > 0 || this.#jobs.size > 0 || this.#idle || this.dead) return;
+    this.#idle = setTimeout(() => {
+      this.#idle = undefined;
+      if (this.#busy > 0 || this.#jobs.size > 0 || this.dead) return;
+      this.dead = true;
+      const at = pool.indexOf(this);
+      if (at >= 0) pool.splice(at, 1);
+      if (pool.length === 0) spare.length = 0;
+      void this.#worker.terminate();
+    }, idleMs);
+    this.#idle.unref();
   }
 
   // Referenced (keeps the process alive) exactly while a reply is awaited.
@@ -140,7 +182,10 @@ class HashWorker {
   }
 
   #release(): void {
-    if (--this.#busy === 0) this.#worker.unref();
+    if (--this.#busy === 0) {
+      this.#worker.unref();
+      this.#idleCheck();
+    }
   }
 }
 
