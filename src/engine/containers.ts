@@ -551,12 +551,14 @@ export class ContainerManager {
         // The network sandbox goes while runc deletes the container: the endpoints do not need
         // its processes gone (a veth is deleted whoever still sits in the netns), and both wait
         // mostly on the kernel. Both are done before `die`, so before any waiter hears of it.
+        // The rootfs mount is this daemon's (runc's copy went with the container's mount
+        // namespace when its last process exited), so it goes beside `runc delete` too.
         await Promise.all([
+          this.#runtime.delete(id, { force: true }).then(
+            () => (ms.runtime = Math.round(performance.now() - t0)),
+            (err) => this.#log.warn('Cannot delete runtime state', { container: id, err: describeError(err) }),
+          ),
           (async () => {
-            await this.#runtime.delete(id, { force: true }).catch((err) =>
-              this.#log.warn('Cannot delete runtime state', { container: id, err: describeError(err) }),
-            );
-            ms.runtime = Math.round(performance.now() - t0);
             await this.#snapshots.unmountContainer(id).catch((err) =>
               this.#log.warn('Cannot unmount container rootfs', { container: id, err: describeError(err) }),
             );
@@ -570,7 +572,9 @@ export class ContainerManager {
         ]);
         this.#log.debug('Container cleaned up', { container: id, ms });
         this.#markExited(live.record, exit.exitCode, exit.exitedAt, exit.oomKilled);
-        await this.#save(live.record).catch(() => {});
+        // An AutoRemove container is removed next: its record is not written only to be deleted
+        // (after a crash in between, recovery finds it "running", marks it exited and removes it).
+        if (!live.record.HostConfig.AutoRemove) await this.#save(live.record).catch(() => {});
         if (exit.oomKilled) this.#emit(live.record, 'oom');
         this.#emit(live.record, 'die', { exitCode: String(exit.exitCode) });
       });
@@ -771,8 +775,7 @@ export class ContainerManager {
     this.#execs.forget(record.Id);
     // Exited containers were already deleted from the runtime by their monitor.
     if (live.inRuntime || record.State.Running) await this.#runtime.delete(record.Id, { force: true }).catch(() => {});
-    await this.#snapshots.removeContainer(record.Id);
-    await fs.rm(this.dir(record.Id), { recursive: true, force: true });
+    await Promise.all([this.#snapshots.removeContainer(record.Id), fs.rm(this.dir(record.Id), { recursive: true, force: true })]);
     this.#live.delete(record.Id);
     this.#names.delete(record.Name);
     this.#emit(record, 'destroy');
