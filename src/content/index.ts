@@ -211,14 +211,7 @@ export class ContentStore {
    * writer goes through importFile or ingest instead.
    */
   async adoptFile(file: string, digest: string): Promise<void> {
-    const target = this.path(digest);
-    try {
-      await fs.rename(file, target);
-      await syncDir(path.dirname(target));
-    } catch (err) {
-      if (errnoCode(err) !== 'EXDEV') throw err;
-      await this.importFile(file, { expected: digest });
-    }
+    await this.#moveIn(file, digest);
   }
 
   /**
@@ -236,6 +229,12 @@ export class ContentStore {
     if (opts.expected !== undefined && opts.expected !== digest) {
       throw invalidArgument(`Cannot import blob: digest mismatch, expected "${opts.expected}", got "${digest}"`);
     }
+    await this.#moveIn(file, digest);
+    return { digest, size };
+  }
+
+  /** Renames a verified file into place; across filesystems it is copied (and hashed) instead. */
+  async #moveIn(file: string, digest: string): Promise<void> {
     const target = this.path(digest);
     try {
       await fs.rename(file, target);
@@ -245,7 +244,6 @@ export class ContentStore {
       await this.ingest(createReadStream(file), { expected: digest });
       await fs.rm(file, { force: true });
     }
-    return { digest, size };
   }
 
   async read(digest: string): Promise<Buffer> {

@@ -1,7 +1,7 @@
 /**
  * The store on its own: crash leftovers are cleaned on open, the grammar, the route table.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -97,6 +97,18 @@ test('every error code has a status and a message', () => {
   assert.equal(registryErrorOf(new Error('boom')).code, 'UNKNOWN');
 });
 
+/** A store on a fresh root, closed and removed after the test. */
+async function openStore(t: TestContext, label: string): Promise<{ root: string; store: RegistryStore }> {
+  const root = await tempDir(label);
+  const store = new RegistryStore(root);
+  t.after(async () => {
+    await store.close();
+    await fs.rm(root, { recursive: true, force: true });
+  });
+  await store.init();
+  return { root, store };
+}
+
 /** Uploads `data` into `name` in two chunks; resolves when the PUT would be answered. */
 async function upload(store: RegistryStore, name: string, data: Buffer): Promise<{ digest: string; size: number }> {
   const { id } = await store.startUpload(name);
@@ -145,13 +157,7 @@ test('a blob is stored and linked when its PUT is answered, with concurrent push
 });
 
 test('an upload is continued or cancelled right after its POST is answered', async (t) => {
-  const root = await tempDir('posted');
-  const store = new RegistryStore(root);
-  t.after(async () => {
-    await store.close();
-    await fs.rm(root, { recursive: true, force: true });
-  });
-  await store.init();
+  const { root, store } = await openStore(t, 'posted');
   const cancelled = await store.startUpload('p');
   await store.cancelUpload('p', cancelled.id);
   await assert.rejects(store.uploadStatus('p', cancelled.id), (err) => registryErrorOf(err).code === 'BLOB_UPLOAD_UNKNOWN');
@@ -164,13 +170,7 @@ test('an upload is continued or cancelled right after its POST is answered', asy
 });
 
 test('manifests and tags read through the cache follow every change made to them', async (t) => {
-  const root = await tempDir('cached');
-  const store = new RegistryStore(root);
-  t.after(async () => {
-    await store.close();
-    await fs.rm(root, { recursive: true, force: true });
-  });
-  await store.init();
+  const { root, store } = await openStore(t, 'cached');
   const manifestOf = async (label: string) => {
     const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Labels: { label } }, rootfs: { type: 'layers', diff_ids: [] } }));
     await upload(store, 'c', config);
