@@ -10,7 +10,7 @@
 import { promises as fs } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { BaleiaError, createLogger, describeError, type LogLevel } from './lib/index.js';
+import { BaleiaError, createLogger, describeError, parseGoDuration, type LogLevel } from './lib/index.js';
 import { ContentStore } from './content/index.js';
 import { Snapshotter } from './snapshot/index.js';
 import { ImageStore } from './image/index.js';
@@ -38,6 +38,8 @@ export interface DaemonConfig {
   /** Prefix of baleia's iptables chains and of user networks' bridge names (one per daemon). */
   chainPrefix: string;
   bridgePrefix: string;
+  /** How long one CNI plugin call may take before it is killed and the operation fails. */
+  networkPluginTimeoutMs: number;
 }
 
 export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): DaemonConfig {
@@ -53,6 +55,7 @@ export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv = process
     addressPools: [],
     chainPrefix: 'BALEIA',
     bridgePrefix: 'br-',
+    networkPluginTimeoutMs: 30_000,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -110,6 +113,13 @@ export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv = process
       case '--bridge-prefix':
         config.bridgePrefix = value();
         break;
+      case '--network-plugin-timeout': {
+        const v = value();
+        const ms = parseGoDuration(v);
+        if (ms === undefined || ms < 1000) throw new BaleiaError('InvalidArgument', `Invalid network plugin timeout ${JSON.stringify(v)}: use a duration of at least 1s (e.g. 30s, 2m)`);
+        config.networkPluginTimeoutMs = ms;
+        break;
+      }
       case '-D':
       case '--debug':
         config.logLevel = 'debug';
@@ -157,6 +167,7 @@ export async function main(argv: string[]): Promise<void> {
     addressPools: config.addressPools.length ? config.addressPools : ['10.211.0.0/16'],
     chainPrefix: config.chainPrefix,
     bridgePrefix: config.bridgePrefix,
+    cniTimeoutMs: config.networkPluginTimeoutMs,
   });
   await network.init();
   const runtime = new Runtime({ execRoot: config.execRoot, logger: logger.child({ module: 'runtime' }) });

@@ -4,6 +4,9 @@
  * timestamps of `--since`/`--until`.
  */
 import { UsageError } from './flags.js';
+import { parseGoDuration } from '../lib/duration.js';
+
+export { parseGoDuration };
 
 const binaryUnits: Record<string, number> = { k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };
 const decimalUnits: Record<string, number> = { k: 1e3, m: 1e6, g: 1e9, t: 1e12, p: 1e15 };
@@ -98,15 +101,6 @@ export function humanDuration(ms: number): string {
 /** `5 seconds ago` for a unix time in seconds. */
 export function timeAgo(unixSeconds: number, now = Date.now()): string {
   return `${humanDuration(now - unixSeconds * 1000)} ago`;
-}
-
-/** A Go duration (`1h30m`, `10s`, `1.5h`, `300ms`) in milliseconds, or undefined. */
-export function parseGoDuration(text: string): number | undefined {
-  if (!/^([0-9]*\.?[0-9]+(ns|us|µs|ms|s|m|h))+$/.test(text)) return undefined;
-  const scale: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60000, h: 3600000 };
-  let total = 0;
-  for (const m of text.matchAll(/([0-9]*\.?[0-9]+)(ns|us|µs|ms|s|m|h)/g)) total += Number(m[1]) * scale[m[2]!]!;
-  return total;
 }
 
 /**

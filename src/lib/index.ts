@@ -12,3 +12,4 @@ export * from './process.js';
 export * from './ids.js';
 export * from './paths.js';
 export * from './sha256.js';
+export * from './duration.js';
