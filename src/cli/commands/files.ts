@@ -7,7 +7,9 @@ import { createWriteStream, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { archiveFromRoot, extractToRoot } from '../../snapshot/index.js';
+// The snapshot code (tar reading and writing, ~20 modules) is loaded only by `cp`: every other
+// command starts without it.
+const snapshot = () => import('../../snapshot/index.js');
 import type { Command } from '../command.js';
 import { UsageError } from '../flags.js';
 import { parseReference } from '../reference.js';
@@ -87,7 +89,7 @@ export const cpCommand: Command = {
       const target = path.resolve(dst.path);
       const existing = await hostStat(target);
       if (existing?.isDirectory()) {
-        await extractToRoot('/', target, res.body, { copyUIDGID: true });
+        await (await snapshot()).extractToRoot('/', target, res.body, { copyUIDGID: true });
         return 0;
       }
       if (dst.path.endsWith('/')) throw new UsageError(`destination directory "${dst.path}" does not exist`);
@@ -96,7 +98,7 @@ export const cpCommand: Command = {
       const parent = path.dirname(target);
       const staging = await fs.mkdtemp(path.join(parent, '.baleia-cp-'));
       try {
-        await extractToRoot('/', staging, res.body, { copyUIDGID: true });
+        await (await snapshot()).extractToRoot('/', staging, res.body, { copyUIDGID: true });
         const [top] = await fs.readdir(staging);
         if (!top) throw new Error('Cannot copy: the archive was empty');
         await fs.rename(path.join(staging, top), target);
@@ -142,7 +144,7 @@ export const cpCommand: Command = {
       cleanup = staged.cleanup;
     }
     try {
-      const { stream } = await archiveFromRoot(dir, name, { followLink: flags.bool('follow-link') });
+      const { stream } = await (await snapshot()).archiveFromRoot(dir, name, { followLink: flags.bool('follow-link') });
       await client.call('PUT', `/containers/${encodeURIComponent(container)}/archive`, {
         query: { ...query, path: into },
         body: stream,

@@ -14,7 +14,6 @@ import { formatList, sortedFields, tabwrite } from '../format.js';
 import { UsageError } from '../flags.js';
 import { displayJsonMessages, type JsonMessage } from '../progress.js';
 import { familiarName, familiarString, fullName, parseReference } from '../reference.js';
-import { busyboxImage, debianImage, findBusybox } from '../bootstrap.js';
 import { goTimeString, humanSize, timeAgo } from '../units.js';
 import { inspectObjects } from './inspect.js';
 
@@ -465,11 +464,14 @@ export const bootstrapCommand: Command = {
     let tag: string;
     if (what === 'busybox' || what.startsWith('busybox:')) {
       tag = flags.string('tag') ?? (what.includes(':') ? what : 'busybox:latest');
+      // Loaded here only: the tar writer it needs is not part of every command's start-up.
+      const { busyboxImage, findBusybox } = await import('../bootstrap.js');
       image = busyboxImage(await findBusybox(flags.string('busybox') ?? '/bin/busybox'));
     } else if (what.startsWith('debian:')) {
       const suite = what.slice('debian:'.length);
       if (!/^[a-z]+$/.test(suite)) throw new UsageError(`invalid Debian suite "${suite}"`);
       tag = flags.string('tag') ?? what;
+      const { debianImage } = await import('../bootstrap.js');
       image = await debianImage(suite, { log: (l) => cli.err(`${l}\n`) });
     } else {
       throw new UsageError(`cannot bootstrap "${what}": expected busybox or debian:SUITE`);
