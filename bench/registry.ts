@@ -486,6 +486,14 @@ async function enginePart(o: Options, tmp: string, archive: string): Promise<voi
   const ids: string[] = [];
   for (const e of engines) ids.push(`${e.name} ${(await mustCli(docker, e, ['image', 'inspect', '--format', '{{.Id}}', imageName])).stdout.trim().slice(0, 19)}`);
   info.push(['image ids after load', ids.join(', ')]);
+  // `docker save` of what was loaded, to a file beside the archive (removed at once).
+  for (const e of engines) {
+    const out = path.join(tmp, `saved-${e.name}.tar`);
+    const t0 = Date.now();
+    await mustCli(docker, e, ['save', '-o', out, imageName], 600_000);
+    info.push([`${e.name}: docker save of the image to a file`, `${((Date.now() - t0) / 1000).toFixed(1)} s`]);
+    rmSync(out, { force: true });
+  }
 
   const dead = new Set<string>();
   const fail = (e: Engine, op: string, msg: string) => {
