@@ -24,7 +24,7 @@ import { fetchManifest, pullImage, type ProgressEvent } from './pull.js';
 import { pushImage } from './push.js';
 import { repositoryScope } from './auth.js';
 import { paths } from './routes.js';
-import { BlobSources, Endpoint, Session, readText, tokenFetch } from './session.js';
+import { BlobSources, Endpoint, Session, readCertsDir, readText, tokenFetch, type RegistryTls } from './session.js';
 
 export { decodeRegistryAuthHeader, type RegistryAuth, type ProgressEvent };
 
@@ -37,7 +37,12 @@ export interface RegistryClientOptions {
   logger?: Logger;
   /** Push blobs larger than this in PATCH chunks of this size (default: one PATCH per blob). */
   pushChunkSize?: number;
+  /** Where per-registry TLS files live (`<dir>/<host:port>/ca.crt`, `client.cert` + `client.key`). */
+  certsDirs?: string[];
 }
+
+/** Docker's certs.d first (one set of files serves both engines), then ours. */
+export const defaultCertsDirs = ['/etc/docker/certs.d', '/etc/baleia/certs.d'];
 
 export interface PullRequest {
   images: ImageStore;
@@ -200,11 +205,20 @@ export class RegistryClient {
     }
   }
 
+  #tlsFor(host: string): RegistryTls | undefined {
+    const tls = readCertsDir(host, this.#opts.certsDirs ?? defaultCertsDirs);
+    if (tls) this.#log.debug('registry TLS files', { registry: host, cas: tls.ca.length, clientCertificate: !!tls.cert });
+    return tls;
+  }
+
   #endpoint(host: string): Endpoint {
     const key = canonicalHost(host);
+    // certs.d is read for every operation, as dockerd does: files added or changed take effect
+    // without a restart (a changed set makes a new endpoint, with its own connections).
+    const tls = this.#tlsFor(key);
     let endpoint = this.#endpoints.get(key);
-    if (!endpoint) {
-      endpoint = new Endpoint({ host: key, insecure: this.isInsecure(key), logger: this.#log, userAgent: this.#userAgent });
+    if (!endpoint || endpoint.tlsFingerprint !== tls?.fingerprint) {
+      endpoint = new Endpoint({ host: key, insecure: this.isInsecure(key), logger: this.#log, userAgent: this.#userAgent, tls });
       this.#endpoints.set(key, endpoint);
     }
     return endpoint;
@@ -240,7 +254,14 @@ export class RegistryClient {
     let endpoint = this.#endpoints.get(key);
     if (!endpoint) {
       // An http:// mirror was configured as such on purpose.
-      endpoint = new Endpoint({ host: url.host, insecure: url.protocol === 'http:' || this.isInsecure(url.host), base: url.origin + url.pathname, logger: this.#log, userAgent: this.#userAgent });
+      endpoint = new Endpoint({
+        host: url.host,
+        insecure: url.protocol === 'http:' || this.isInsecure(url.host),
+        base: url.origin + url.pathname,
+        logger: this.#log,
+        userAgent: this.#userAgent,
+        tls: this.#tlsFor(url.host),
+      });
       this.#endpoints.set(key, endpoint);
     }
     let authenticator = this.#authenticators.get(key);

@@ -8,8 +8,12 @@
  *   const session = new Session(endpoint, authenticator, { signal });
  *   const res = await session.request('GET', paths.manifest('x', 'latest'), { scopes: ['repository:x:pull'] });
  */
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
+import path from 'node:path';
+import { rootCertificates } from 'node:tls';
 import { BaleiaError, describeError, errnoCode, silentLogger, type Logger } from '../lib/index.js';
 import { Authenticator, type TokenFetch } from './auth.js';
 import { parseErrorBody } from './errors.js';
@@ -29,6 +33,8 @@ export interface SendInit {
   signal?: AbortSignal;
   /** Accept any certificate (insecure registries over HTTPS, as Docker does). */
   insecureTls?: boolean;
+  /** The registry's own HTTPS agent (its certs.d CAs and client certificate); wins over insecureTls. */
+  agent?: https.Agent;
   /** Follow 3xx for GET/HEAD (blob redirects to storage); Authorization is dropped across origins. */
   followRedirects?: boolean;
   userAgent?: string;
@@ -58,7 +64,7 @@ function sendOnce(url: URL, init: SendInit): Promise<http.IncomingMessage> {
   if (init.signal?.aborted) return Promise.reject(cancelled(init.signal));
   const secure = url.protocol === 'https:';
   const lib = secure ? https : http;
-  const agent = secure ? (init.insecureTls ? agents.insecure : agents.https) : agents.http;
+  const agent = secure ? (init.agent ?? (init.insecureTls ? agents.insecure : agents.https)) : agents.http;
   return new Promise((resolve, reject) => {
     let settled = false;
     const req = lib.request(url, { method: init.method, headers: init.headers, agent, signal: init.signal }, (res) => {
@@ -108,6 +114,59 @@ export async function errorDetail(res: http.IncomingMessage): Promise<{ code?: s
   return { message: `status ${res.statusCode} ${res.statusMessage ?? ''}`.trim() };
 }
 
+/** What a registry's certs.d directory holds: extra CAs (`*.crt`) and a client certificate. */
+export interface RegistryTls {
+  ca: Buffer[];
+  cert?: Buffer;
+  key?: Buffer;
+  /** sha256 of all of it: tells whether the files changed. */
+  fingerprint: string;
+}
+
+/**
+ * Docker's per-registry TLS files, `<dir>/<host[:port]>/` in each of `dirs` (Docker reads
+ * /etc/docker/certs.d): every `*.crt` is a CA trusted for that registry beside the usual ones;
+ * `<name>.cert` with `<name>.key` is the client certificate it asks for. A certificate without
+ * its key (or a key without its certificate) is an error, as with dockerd. Undefined when there
+ * is nothing for the host.
+ */
+export function readCertsDir(host: string, dirs: readonly string[]): RegistryTls | undefined {
+  const tls: RegistryTls = { ca: [], fingerprint: '' };
+  let found = false;
+  for (const dir of dirs) {
+    const hostDir = path.join(dir, host.replace(/[/\\]/g, '_'));
+    let names: string[];
+    try {
+      names = readdirSync(hostDir).sort();
+    } catch {
+      continue;
+    }
+    for (const name of names) {
+      const file = path.join(hostDir, name);
+      if (name.endsWith('.crt')) {
+        tls.ca.push(readFileSync(file));
+        found = true;
+      } else if (name.endsWith('.cert') || name.endsWith('.key')) {
+        const base = name.replace(/\.(cert|key)$/, '');
+        const pair = name.endsWith('.cert') ? `${base}.key` : `${base}.cert`;
+        if (!names.includes(pair)) {
+          throw new BaleiaError('InvalidArgument', `Cannot use the TLS files of registry "${host}": ${file} has no ${pair} beside it`);
+        }
+        if (name.endsWith('.cert') && !tls.cert) {
+          tls.cert = readFileSync(file);
+          tls.key = readFileSync(path.join(hostDir, pair));
+          found = true;
+        }
+      }
+    }
+  }
+  if (!found) return undefined;
+  const hash = createHash('sha256');
+  for (const b of [...tls.ca, tls.cert, tls.key]) hash.update(b ?? Buffer.alloc(0)).update('\0');
+  tls.fingerprint = hash.digest('hex');
+  return tls;
+}
+
 /**
  * How a registry host is reached. Docker's rules: docker.io is registry-1.docker.io; HTTPS with
  * the default CAs; plain HTTP (or HTTPS without verification) only for loopback and the
@@ -122,12 +181,31 @@ export class Endpoint {
   readonly #fixedBase: string | undefined;
   #base: Promise<{ base: string; challenge?: string | string[] }> | undefined;
 
-  constructor(opts: { host: string; insecure: boolean; base?: string; logger?: Logger; userAgent?: string }) {
+  /** HTTPS agent for this registry: the shared ones, or its own when certs.d has files for it. */
+  readonly httpsAgent: https.Agent;
+  readonly tlsFingerprint: string | undefined;
+
+  constructor(opts: { host: string; insecure: boolean; base?: string; logger?: Logger; userAgent?: string; tls?: RegistryTls }) {
     this.host = opts.host;
     this.insecure = opts.insecure;
     this.#fixedBase = opts.base?.replace(/\/+$/, '');
     this.logger = opts.logger ?? silentLogger;
     this.userAgent = opts.userAgent;
+    const tls = opts.tls;
+    this.tlsFingerprint = tls?.fingerprint;
+    this.httpsAgent =
+      tls && (tls.ca.length > 0 || tls.cert)
+        ? new https.Agent({
+            keepAlive: true,
+            maxSockets: 16,
+            // Docker's rule: an insecure registry is not verified, certs.d or not.
+            rejectUnauthorized: !opts.insecure,
+            ...(tls.ca.length > 0 ? { ca: [...rootCertificates, ...tls.ca.map((c) => c.toString())] } : {}),
+            ...(tls.cert ? { cert: tls.cert, key: tls.key } : {}),
+          })
+        : opts.insecure
+          ? agents.insecure
+          : agents.https;
   }
 
   /** The base URL (`https://host`) and the challenge `GET /v2/` answered, found once. */
@@ -152,7 +230,7 @@ export class Endpoint {
         const res = await send(new URL('/v2/', base + '/'), {
           method: 'GET',
           signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(15_000)]) : AbortSignal.timeout(15_000),
-          insecureTls: this.insecure,
+          agent: this.httpsAgent,
           userAgent: this.userAgent,
         });
         res.resume();
@@ -216,7 +294,7 @@ export class Session {
         headers,
         body,
         signal,
-        insecureTls: this.endpoint.insecure,
+        agent: this.endpoint.httpsAgent,
         followRedirects: init.followRedirects ?? (method === 'GET' || method === 'HEAD'),
         userAgent: this.endpoint.userAgent,
       });
@@ -241,7 +319,7 @@ export function tokenFetch(endpoint: Endpoint): TokenFetch {
       headers: { ...init.headers, ...(init.body !== undefined ? { 'Content-Length': Buffer.byteLength(init.body) } : {}) },
       body: init.body !== undefined ? Buffer.from(init.body) : undefined,
       signal: init.signal,
-      insecureTls: endpoint.insecure,
+      agent: endpoint.httpsAgent,
       followRedirects: init.method === 'GET',
       userAgent: endpoint.userAgent,
     });

@@ -15,6 +15,7 @@ import { importImage, newStores } from './client-testing.js';
 import { startHub } from './hub-testing.js';
 import { digestOf, makeImage, writeOciLayout } from './testing.js';
 import { ensureSelfSignedCert } from './tls.js';
+import { Endpoint, readCertsDir } from './session.js';
 
 const skopeo = '/usr/bin/skopeo';
 const openssl = '/usr/bin/openssl';
@@ -86,4 +87,31 @@ test('skopeo pushes and inspects with --creds over TLS, trusting the certificate
   assert.equal(digestOf(raw), image.manifestDigest);
   const anonymous = await run(skopeo, ['inspect', '--raw', '--tls-verify=false', ref], { env, allowFailure: true });
   assert.notEqual(anonymous.code, 0);
+});
+
+test('certs.d: a registry\'s own CA is trusted for it (verified, not skipped), a client certificate needs its key, changes are seen', { skip: existsSync(openssl) ? false : 'openssl is not installed' }, async (t) => {
+  const first = await startHub(t);
+  const made = await ensureSelfSignedCert(path.join(first.dir, 'tls-root'));
+  const hub = await startHub(t, { tlsFiles: { cert: made.certFile, key: made.keyFile } });
+  const certs = path.join(hub.dir, 'certs.d');
+  const hostDir = path.join(certs, hub.address);
+  await fs.mkdir(hostDir, { recursive: true });
+  assert.equal(readCertsDir(hub.address, [certs, path.join(hub.dir, 'none')]), undefined);
+
+  // A registry that is not insecure is verified: without its CA the handshake fails.
+  const untrusted = new Endpoint({ host: hub.address, insecure: false });
+  await assert.rejects(untrusted.resolve(), (err: Error) => isKind(err, 'Unavailable') && /self[- ]signed|certificate/i.test(err.message));
+  await fs.writeFile(path.join(hostDir, 'ca.crt'), made.cert);
+  const tls = readCertsDir(hub.address, [certs]);
+  assert.equal(tls?.ca.length, 1);
+  const trusted = new Endpoint({ host: hub.address, insecure: false, tls });
+  assert.deepEqual(await trusted.resolve(), { base: `https://${hub.address}`, challenge: undefined });
+
+  // A client certificate comes with its key, or the files are refused with the missing name.
+  await fs.writeFile(path.join(hostDir, 'client.cert'), made.cert);
+  assert.throws(() => readCertsDir(hub.address, [certs]), /client\.cert has no client\.key beside it/);
+  await fs.copyFile(made.keyFile, path.join(hostDir, 'client.key'));
+  const withClient = readCertsDir(hub.address, [certs]);
+  assert.ok(withClient?.cert && withClient.key);
+  assert.notEqual(withClient.fingerprint, tls!.fingerprint, 'a change in the files is seen');
 });
