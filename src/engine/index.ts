@@ -311,9 +311,8 @@ export class Engine {
 
   // ---------------------------------------------------------------- registries
 
-  /** `docker pull`: progress events as Docker's JSON messages; the image is stored when it resolves. */
   /**
-   * `docker pull`: a reference with a tag or digest pulls that image; a bare repository pulls
+   * `docker pull`, with progress as Docker's JSON messages: a reference with a tag or digest pulls that image; a bare repository pulls
    * every tag the registry lists (`pull --all-tags`; the docker CLI and our CLI send
    * `latest` otherwise), one after another, and resolves with the last.
    */
@@ -619,8 +618,7 @@ function volumeView(v: VolumeRecord): VolumeRecord {
   return { ...view, Labels: view.Labels ?? {}, Options: view.Options ?? {} };
 }
 
-/** `docker images --filter reference=busy*` matching against familiar names (with and without tag). */
-/** A `reference` filter's pattern against `name:tag` or `name@digest`, or against the name alone. */
+/** `docker images --filter reference=busy*`: a pattern against `name:tag` or `name@digest`, or against the name alone. */
 function referenceMatches(pattern: string, tag: string): boolean {
   const toRegex = (p: string) => new RegExp('^' + p.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\/]/g, '\\$&')).join('[^/]*') + '$');
   const name = tag.replace(/@.*$/, '').replace(/:[^:/]+$/, '');
