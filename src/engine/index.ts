@@ -312,9 +312,10 @@ export class Engine {
   // ---------------------------------------------------------------- registries
 
   /**
-   * `docker pull`, with progress as Docker's JSON messages: a reference with a tag or digest pulls that image; a bare repository pulls
-   * every tag the registry lists (`pull --all-tags`; the docker CLI and our CLI send
-   * `latest` otherwise), one after another, and resolves with the last.
+   * `docker pull`, with progress as Docker's JSON messages: a reference with a tag or digest
+   * pulls that image; a bare repository pulls every tag the registry lists (`pull --all-tags`;
+   * the docker CLI and our CLI send `latest` otherwise), one after another, and resolves with
+   * the last.
    */
   async pullImage(ref: string, options: { auth?: RegistryAuth; platform?: string; onProgress?: (e: ProgressEvent) => void; signal?: AbortSignal }): Promise<ImageRecord> {
     const parsed = parseReference(ref);
@@ -618,7 +619,10 @@ function volumeView(v: VolumeRecord): VolumeRecord {
   return { ...view, Labels: view.Labels ?? {}, Options: view.Options ?? {} };
 }
 
-/** `docker images --filter reference=busy*`: a pattern against `name:tag` or `name@digest`, or against the name alone. */
+/**
+ * `docker images --filter reference=busy*`: a pattern against `name:tag` or `name@digest`, or
+ * against the name alone.
+ */
 function referenceMatches(pattern: string, tag: string): boolean {
   const toRegex = (p: string) => new RegExp('^' + p.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\/]/g, '\\$&')).join('[^/]*') + '$');
   const name = tag.replace(/@.*$/, '').replace(/:[^:/]+$/, '');
