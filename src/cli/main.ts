@@ -295,6 +295,7 @@ export async function main(argv: string[], io?: Cli['io']): Promise<number> {
     try {
       if (rest.includes('--help') || rest.includes('-h')) {
         stdout.write(commandHelp('daemon', system.daemonCommand));
+        return 0;
       }
       await system.runDaemon(rest);
       return 0;

@@ -426,8 +426,22 @@ export const daemonCommand: Command = {
   name: 'daemon',
   usage: '[--root DIR] [--exec-root DIR] [-H unix://PATH] [--log-level LEVEL] [OPTIONS]',
   description: 'Run the baleia daemon (baleiad) in the foreground',
-  // Every flag belongs to the daemon: it parses its own argv.
-  flags: [],
+  // Every flag belongs to the daemon, which parses its own argv (src/daemon.ts): these are listed
+  // for --help only.
+  flags: [
+    { long: 'root', type: 'string', default: '/var/lib/baleia', valueName: 'dir', description: 'Images, containers, volumes and logs (also --data-root)' },
+    { long: 'exec-root', type: 'string', default: '/run/baleia', valueName: 'dir', description: 'Runtime state and sockets' },
+    { long: 'host', short: 'H', type: 'string', default: 'unix:///run/baleia/baleia.sock', valueName: 'unix://path', description: 'API socket ($BALEIA_HOST)' },
+    { long: 'log-level', short: 'l', type: 'string', default: 'info', valueName: 'level', description: 'debug, info, warn or error (JSON lines on stderr); -D is debug' },
+    { long: 'insecure-registry', type: 'list', valueName: 'host', description: 'host:port or CIDR reached over plain HTTP (loopback always is)' },
+    { long: 'registry-mirror', type: 'list', valueName: '[registry=]url', description: 'Pull mirror for a registry (Docker Hub without registry=)' },
+    { long: 'bridge-name', type: 'string', default: 'baleia0', valueName: 'name', description: 'Linux bridge of the default bridge network' },
+    { long: 'bridge-subnet', type: 'string', default: '10.210.0.0/16', valueName: 'cidr', description: 'Subnet of the default bridge (also --bip)' },
+    { long: 'default-address-pool', type: 'list', valueName: 'cidr', description: 'Where user networks without --subnet take a /24 (default 10.211.0.0/16)' },
+    { long: 'iptables-chain-prefix', type: 'string', default: 'BALEIA', valueName: 'prefix', description: "Prefix of baleia's iptables chains" },
+    { long: 'bridge-prefix', type: 'string', default: 'br-', valueName: 'prefix', description: "Prefix of user networks' bridge names" },
+    { long: 'network-plugin-timeout', type: 'string', default: '30s', valueName: 'duration', description: 'A CNI plugin call still running after this is killed' },
+  ],
   stopAtPositional: true,
   async run() {
     throw new UsageError('daemon is dispatched before flag parsing');
