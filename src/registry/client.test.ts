@@ -11,12 +11,10 @@ import net from 'node:net';
 import path from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import tarStream from 'tar-stream';
-import { ContentStore } from '../content/index.js';
-import { ImageStore, chainIds, goArch } from '../image/index.js';
+import { chainIds, goArch } from '../image/index.js';
 import { isKind } from '../lib/index.js';
-import { Snapshotter } from '../snapshot/index.js';
 import { RegistryClient, type ProgressEvent } from './client.js';
-import { importImage, newStores } from './client-testing.js';
+import { importImage, listenProxy, newStores, openStores } from './client-testing.js';
 import { digestOf, layerTar, makeImage, pushImage, startRegistry, type TestImage, type TestRegistry } from './testing.js';
 
 async function withRegistry(t: TestContext, options: Parameters<typeof startRegistry>[0] = {}): Promise<TestRegistry> {
@@ -238,7 +236,7 @@ test('a blob transfer cut halfway resumes with a Range request and verifies', as
   // A proxy that cuts the first GET of each blob after half its bytes.
   const cut = new Set<string>();
   const ranges: string[] = [];
-  const proxy = http.createServer((req, res) => {
+  const port = await listenProxy(t, (req, res) => {
     const isBlob = req.method === 'GET' && /\/blobs\/sha256:/.test(req.url ?? '');
     if (req.headers.range) ranges.push(req.headers.range);
     const upstream = http.request({ host: '127.0.0.1', port: r.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
@@ -260,9 +258,6 @@ test('a blob transfer cut halfway resumes with a Range request and verifies', as
     });
     req.pipe(upstream);
   });
-  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise<void>((resolve) => { proxy.closeAllConnections(); proxy.close(() => resolve()); }));
-  const port = (proxy.address() as net.AddressInfo).port;
 
   const record = await new RegistryClient({}).pull(`127.0.0.1:${port}/cut:v1`, { images: b.images, content: b.content });
   assert.equal(record.id, digestOf(image.config));
@@ -333,7 +328,7 @@ test('a layer whose bytes do not match its digest fails the pull; nothing of it 
   await pushImage(r, 'bad', image, 'v1');
   const bad = digestOf(image.layers[1]!);
   // A proxy that flips one byte of one blob, keeping its length.
-  const proxy = http.createServer((req, res) => {
+  const port = await listenProxy(t, (req, res) => {
     const upstream = http.request({ host: '127.0.0.1', port: r.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
       res.writeHead(up.statusCode ?? 500, up.headers);
       if (req.method === 'GET' && req.url?.endsWith(bad)) {
@@ -350,9 +345,6 @@ test('a layer whose bytes do not match its digest fails the pull; nothing of it 
     });
     req.pipe(upstream);
   });
-  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise<void>((resolve) => { proxy.closeAllConnections(); proxy.close(() => resolve()); }));
-  const port = (proxy.address() as net.AddressInfo).port;
   await assert.rejects(new RegistryClient({}).pull(`127.0.0.1:${port}/bad:v1`, { images: b.images, content: b.content }), (err: Error) => {
     assert.ok(isKind(err, 'InvalidArgument'), String(err));
     assert.match(err.message, new RegExp(`filesystem layer verification failed for digest ${bad}`));
@@ -371,9 +363,7 @@ test('a layer whose bytes do not match its digest fails the pull; nothing of it 
   const diffIds = (JSON.parse(image.config.toString()) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids;
   assert.equal(await b.images.unpackLayer({ digest: good, diffId: diffIds[0]!, chainId: chainIds(diffIds)[0]! }), true);
   assert.equal((await unpacked()).length, 1);
-  const snapshots = new Snapshotter(b.dir);
-  await snapshots.init();
-  await new ImageStore({ root: b.dir, content: b.content, snapshots }).init();
+  await openStores(b.dir);
   assert.deepEqual(await unpacked(), []);
 });
 
@@ -411,7 +401,7 @@ async function bigImage(mb: number): Promise<{ image: TestImage; data: Buffer }>
 async function stallingProxy(t: TestContext, registry: TestRegistry, opts: { stallBlob: string; stallAfter: number; onStall: () => void }) {
   const blobGets: Array<{ digest: string; range: string | undefined }> = [];
   let stalled = false;
-  const proxy = http.createServer((req, res) => {
+  const port = await listenProxy(t, (req, res) => {
     const blob = req.method === 'GET' ? /\/blobs\/(sha256:[0-9a-f]{64})$/.exec(req.url ?? '')?.[1] : undefined;
     if (blob) blobGets.push({ digest: blob, range: req.headers.range });
     const upstream = http.request({ host: '127.0.0.1', port: registry.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
@@ -435,21 +425,9 @@ async function stallingProxy(t: TestContext, registry: TestRegistry, opts: { sta
     upstream.on('error', () => res.destroy());
     req.pipe(upstream);
   });
-  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise<void>((resolve) => { proxy.closeAllConnections(); proxy.close(() => resolve()); }));
-  return { port: (proxy.address() as net.AddressInfo).port, blobGets };
+  return { port, blobGets };
 }
 
-/** The content, snapshot and image stores on `dir` opened again, as a restarted daemon does. */
-async function reopen(dir: string) {
-  const content = new ContentStore(dir);
-  const snapshots = new Snapshotter(dir);
-  await content.init();
-  await snapshots.init();
-  const images = new ImageStore({ root: dir, content, snapshots });
-  await images.init();
-  return { content, snapshots, images };
-}
 
 async function waitFor(what: string, check: () => Promise<boolean>): Promise<void> {
   for (let i = 0; i < 200; i++) {
@@ -479,7 +457,7 @@ test('a pull stopped mid-blob resumes after a restart: the kept bytes are hashed
   const kept = await keptBytes();
   assert.ok(kept >= 1 << 20 && kept < image.layers[0]!.length, `kept ${kept} bytes`);
 
-  const c = await reopen(b.dir);
+  const c = await openStores(b.dir);
   assert.equal(await keptBytes(), kept, 'init keeps a young ingest');
   const record = await new RegistryClient({}).pull(ref, { images: c.images, content: c.content });
   assert.equal(record.id, digestOf(image.config));
@@ -511,7 +489,7 @@ test('kept bytes that do not verify are dropped and the blob is fetched again wh
   await handle.close();
   const kept = (await fs.stat(ingest)).size;
 
-  const c = await reopen(b.dir);
+  const c = await openStores(b.dir);
   const record = await new RegistryClient({}).pull(ref, { images: c.images, content: c.content });
   assert.equal(record.id, digestOf(image.config));
   const gets = proxy.blobGets.filter((g) => g.digest === big).map((g) => g.range);
@@ -528,7 +506,7 @@ test('a blob that is a valid layer but not the one named is refused before its l
   const [first, second] = image.layers;
   const victim = digestOf(second!);
   // Serve the first layer's bytes (a good gzip tar) for the second layer's digest.
-  const proxy = http.createServer((req, res) => {
+  const port = await listenProxy(t, (req, res) => {
     if (req.method === 'GET' && req.url?.endsWith(victim)) {
       res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': first!.length });
       res.end(first);
@@ -541,9 +519,6 @@ test('a blob that is a valid layer but not the one named is refused before its l
     upstream.on('error', () => res.destroy());
     req.pipe(upstream);
   });
-  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise<void>((resolve) => { proxy.closeAllConnections(); proxy.close(() => resolve()); }));
-  const port = (proxy.address() as net.AddressInfo).port;
   await assert.rejects(new RegistryClient({}).pull(`127.0.0.1:${port}/swap:v1`, { images: b.images, content: b.content }), (err: Error) => {
     assert.ok(isKind(err, 'InvalidArgument'), String(err));
     assert.match(err.message, new RegExp(`filesystem layer verification failed for digest ${victim}`));
